@@ -1,0 +1,135 @@
+"""`python -m mindmap models | generate | grid | bench | train | data`."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+
+def _data(args):
+    from .data import build_emoji
+    print(build_emoji(args.root, force=args.force))
+
+
+def _train(args):
+    if args.what == "tokenizer":
+        from .train.tokenizer import train_tokenizer
+        metrics = train_tokenizer(args.out, size=args.size, steps=args.steps, batch=args.batch, lr=args.lr,
+                                  codebook_size=args.codebook_size, seed=args.seed, run_dir=args.run_dir,
+                                  cpu=args.cpu)
+    else:
+        from .train.generator import train_generator
+        metrics = train_generator(args.out, tokenizer=args.tokenizer, steps=args.steps, batch=args.batch,
+                                  lr=args.lr, preset=args.preset, seed=args.seed, run_dir=args.run_dir, cpu=args.cpu)
+    print(json.dumps(metrics))
+
+
+def _models(args):
+    from .registry import list_models
+    models = list_models(args.root)
+    if args.json:
+        print(json.dumps([m.describe() for m in models], indent=2))
+        return
+    for m in models:
+        d = m.describe()
+        print(f"{d['name']:<24} {d['paradigm']:<8} {d['conditioning']:<6} " + ", ".join(d["controls"]))
+
+
+def _generate(args):
+    from .cli_generate import generate
+    print(json.dumps(generate(args)))
+
+
+def _grid(args):
+    from .cli_grid import grid
+    print(json.dumps(grid(args)))
+
+
+def _bench(args):
+    from .bench import bench
+    print(json.dumps(bench(args.model, batch=args.batch, repeats=args.repeats, root=args.root), indent=None if args.json else 2))
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m mindmap", description="MINDmap: autoregressive image generation explorer")
+    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("data", help="build a training dataset")
+    d.add_argument("dataset", choices=["emoji"])
+    d.add_argument("--root", type=Path, default=None, help="output folder (default $MINDMAP_DATA or ~/.cache/mindmap)")
+    d.add_argument("--force", action="store_true", help="rebuild even if present")
+    d.set_defaults(func=_data)
+
+    t = sub.add_parser("train", help="train a tokenizer or a generator; resumable")
+    t.add_argument("what", choices=["tokenizer", "generator"])
+    t.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
+    t.add_argument("--size", type=int, default=32, help="image size in px (tokenizer)")
+    t.add_argument("--codebook-size", type=int, default=512)
+    t.add_argument("--tokenizer", type=Path, help="tokenizer checkpoint folder (generator)")
+    t.add_argument("--preset", default="small", help="generator size preset")
+    t.add_argument("--steps", type=int, default=1500)
+    t.add_argument("--batch", type=int, default=64)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--run-dir", type=Path, default=None, help="resume state (default runs/<out name>)")
+    t.add_argument("--cpu", action="store_true", help="train on the CPU even if a GPU is present")
+    t.set_defaults(func=_train)
+
+    m = sub.add_parser("models", help="list the available models")
+    m.add_argument("--json", action="store_true")
+    m.add_argument("--root", type=Path, default=None, help="checkpoints folder")
+    m.set_defaults(func=_models)
+
+    g = sub.add_parser("generate", help="generate one image")
+    g.add_argument("--model", required=True)
+    g.add_argument("--class", dest="class_name", help="subcategory, e.g. face-smiling")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--out", type=Path, required=True, help="PNG to write")
+    g.add_argument("--cfg", type=float)
+    g.add_argument("--temperature", type=float)
+    g.add_argument("--top-k", type=int)
+    g.add_argument("--top-p", type=float)
+    g.add_argument("--frames", type=Path, help="folder for one PNG per streamed frame")
+    g.add_argument("--gif", type=Path, help="animated GIF of the decoding")
+    g.add_argument("--scale", type=int, default=1, help="nearest-neighbour upscale of the written PNG")
+    g.add_argument("--root", type=Path, default=None, help="checkpoints folder")
+    g.set_defaults(func=_generate)
+
+    r = sub.add_parser("grid", help="a labelled grid of samples: rows = classes, columns = batch draws")
+    r.add_argument("--model", required=True)
+    r.add_argument("--classes", required=True, help="comma-separated subcategories")
+    r.add_argument("--seeds", type=int, default=8, help="images per class (one batch)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--cfg", type=float)
+    r.add_argument("--scale", type=int, default=3)
+    r.add_argument("--out", type=Path, required=True)
+    r.add_argument("--root", type=Path, default=None, help="checkpoints folder")
+    r.set_defaults(func=_grid)
+
+    b = sub.add_parser("bench", help="speed: real sampler vs the naive full-recompute one")
+    b.add_argument("--model", required=True)
+    b.add_argument("--batch", type=int, default=1)
+    b.add_argument("--repeats", type=int, default=3)
+    b.add_argument("--json", action="store_true", help="one JSON line")
+    b.add_argument("--root", type=Path, default=None, help="checkpoints folder")
+    b.set_defaults(func=_bench)
+    return p
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose or args.command in ("train", "data") else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""Checkpoint folders: a `mindmap.json` manifest, one sub-folder per component, a model card.
+
+```
+checkpoints/raster-emoji32/
+  mindmap.json        kind, paradigm, conditioning, components, classes, sampler defaults
+  tokenizer/          config.json + diffusion_pytorch_model.safetensors (diffusers ModelMixin)
+  generator/          config.json + diffusion_pytorch_model.safetensors
+  README.md           model card: data, command, steps, wall time, hardware, measured metrics
+```
+Only safetensors are read; a missing or corrupt file raises `CheckpointError` naming it.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+MANIFEST = "mindmap.json"
+WEIGHTS = "diffusion_pytorch_model.safetensors"
+PARADIGMS = ("raster", "masked", "hybrid", "depth", "mq", "scale", "mar")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder or file is missing, unreadable or inconsistent."""
+
+
+def default_root() -> Path:
+    """The embedded checkpoints shipped beside the package."""
+    return Path(__file__).resolve().parent.parent / "checkpoints"
+
+
+def read_manifest(folder: Path) -> dict:
+    folder = Path(folder)
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing (not a MINDmap checkpoint folder)")
+    try:
+        manifest = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+    for key in ("kind", "components"):
+        if key not in manifest:
+            raise CheckpointError(f"{path}: no '{key}' entry")
+    if manifest["kind"] == "generator" and manifest.get("paradigm") not in PARADIGMS:
+        raise CheckpointError(f"{path}: paradigm must be one of {PARADIGMS}, got {manifest.get('paradigm')!r}")
+    return manifest
+
+
+def write_manifest(folder: Path, manifest: dict):
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def load_component(folder: Path, name: str, cls):
+    """Load `folder/name` as `cls` (a diffusers ModelMixin) from safetensors only."""
+    sub = Path(folder) / name
+    for f in ("config.json", WEIGHTS):
+        if not (sub / f).is_file():
+            raise CheckpointError(f"{sub / f}: missing")
+    try:
+        model = cls.from_pretrained(sub, use_safetensors=True, local_files_only=True, low_cpu_mem_usage=False)
+    except Exception as e:  # diffusers/safetensors raise many types for a damaged file
+        raise CheckpointError(f"{sub}: could not be loaded as {cls.__name__} ({type(e).__name__}: {e})") from None
+    return model.eval()
+
+
+def copy_component(src: Path, dst: Path):
+    """Copy a component folder (config + weights) into another checkpoint."""
+    dst = Path(dst)
+    if dst.exists():
+        shutil.rmtree(dst)
+    dst.mkdir(parents=True)
+    for f in ("config.json", WEIGHTS):
+        shutil.copy2(Path(src) / f, dst / f)

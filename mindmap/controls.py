@@ -1,0 +1,103 @@
+"""Controls: what a request may set, each with its range; one validated `Controls` per request.
+
+A bad value raises `ValueError` naming the control and what it accepts; the CLI prints it and exits
+non-zero, the app shows it as an error.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Any
+
+MAX_SEED = 2**31 - 1
+MAX_BATCH = 16
+
+
+@dataclass(frozen=True)
+class Control:
+    name: str
+    kind: str                      # "int" | "float" | "choice"
+    default: Any
+    min: float | None = None
+    max: float | None = None
+    choices: tuple | None = None
+    help: str = ""
+
+    def allowed(self) -> str:
+        if self.kind == "choice":
+            shown = ", ".join(map(str, self.choices[:6])) + (", ..." if len(self.choices) > 6 else "")
+            return f"one of {len(self.choices)} choices ({shown})"
+        return f"{'an integer' if self.kind == 'int' else 'a number'} in [{self.min}, {self.max}]"
+
+    def validate(self, value):
+        if value is None:
+            return self.default
+        bad = ValueError(f"{self.name} must be {self.allowed()}, got {value!r}")
+        if self.kind == "choice":
+            key = value.strip().lower() if isinstance(value, str) else value
+            if key not in self.choices:
+                raise bad
+            return key
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        if self.kind == "int":
+            if isinstance(value, float) and not value.is_integer():
+                raise bad
+            value = int(value)
+        elif not math.isfinite(value):
+            raise bad
+        if not self.min <= value <= self.max:
+            raise bad
+        return value if self.kind == "int" else float(value)
+
+    def describe(self) -> dict:
+        d = {"type": self.kind, "default": self.default, "help": self.help}
+        if self.kind == "choice":
+            d["choices"] = list(self.choices)
+        else:
+            d.update(min=self.min, max=self.max)
+        return d
+
+
+def class_control(classes: list[str]) -> Control:
+    return Control("class", "choice", classes[0], choices=tuple(classes), help="emoji subcategory")
+
+
+def common_controls() -> list[Control]:
+    return [Control("seed", "int", 0, 0, MAX_SEED, help="same seed, same image (on one device)"),
+            Control("batch", "int", 1, 1, MAX_BATCH, help="images per request")]
+
+
+def token_sampling_controls(vocab_size: int, cfg: float = 3.0) -> list[Control]:
+    """The controls of any sampler that draws codes from logits."""
+    return [Control("cfg", "float", cfg, 1.0, 10.0, help="classifier-free guidance scale (1 = off)"),
+            Control("temperature", "float", 1.0, 0.05, 3.0, help="softmax temperature"),
+            Control("top_k", "int", 0, 0, vocab_size, help="keep the k most likely codes (0 = all)"),
+            Control("top_p", "float", 1.0, 0.01, 1.0, help="nucleus: smallest set with this mass")]
+
+
+@dataclass(frozen=True)
+class Controls:
+    """One request, validated. Fields a paradigm does not use stay None."""
+    class_name: str | None = None
+    label: int | None = None
+    seed: int = 0
+    batch: int = 1
+    cfg: float | None = None
+    temperature: float | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+
+    @classmethod
+    def resolve(cls, specs: list[Control], values: dict, classes: list[str] | None = None) -> "Controls":
+        """Validate `values` (None = default) against `specs`; unknown names raise."""
+        known = {s.name: s for s in specs}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ValueError(f"unknown control {unknown[0]!r}; this model takes: {', '.join(known)}")
+        out = {name: spec.validate(values.get(name)) for name, spec in known.items()}
+        if "class" in out:
+            out["class_name"] = out.pop("class")
+            out["label"] = classes.index(out["class_name"])
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in out.items() if k in names})

@@ -1,0 +1,137 @@
+"""Transformer parts every generator shares: RMSNorm, SwiGLU, 2D RoPE, attention with a static KV cache.
+
+Written once here (LLaMA flavour, no biases); generators pick causal or bidirectional masks and decide
+what goes in the prefix. The KV cache is preallocated and written by index (gpt-fast style), so a
+decode step costs one token's work and never reallocates.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)).type_as(x) * self.weight
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, dim: int, hidden: int | None = None):
+        super().__init__()
+        hidden = hidden or 64 * ((int(8 * dim / 3) + 63) // 64)  # LLaMA's 8/3 width, rounded up
+        self.w1 = nn.Linear(dim, hidden, bias=False)
+        self.w3 = nn.Linear(dim, hidden, bias=False)
+        self.w2 = nn.Linear(hidden, dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+
+
+def rope_2d(grid: int, head_dim: int, n_prefix: int, base: float = 10000.0) -> torch.Tensor:
+    """Rotary angles for `n_prefix` prefix tokens then a (grid x grid) image in raster order.
+
+    Half of the rotary pairs turn with the row, half with the column (LlamaGen's 2D RoPE); prefix
+    tokens get angle 0 (no rotation). Returns (n_prefix + grid*grid, head_dim // 2).
+    """
+    if head_dim % 4:
+        raise ValueError(f"2D RoPE needs head_dim divisible by 4, got {head_dim}")
+    quarter = head_dim // 4
+    freqs = 1.0 / base ** (torch.arange(quarter, dtype=torch.float64) / quarter)
+    pos = torch.arange(grid, dtype=torch.float64)
+    rows = (pos[:, None, None] * freqs).expand(grid, grid, quarter)     # (g, g, hd/4) by row
+    cols = (pos[None, :, None] * freqs).expand(grid, grid, quarter)     # (g, g, hd/4) by column
+    img = torch.cat([rows, cols], dim=-1).reshape(grid * grid, 2 * quarter)
+    return torch.cat([torch.zeros(n_prefix, 2 * quarter, dtype=torch.float64), img]).float()
+
+
+def apply_rope(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    """x (B, nh, T, hd), angles (T, hd/2): rotate consecutive pairs of channels."""
+    x2 = x.float().unflatten(-1, (-1, 2))                              # (B, nh, T, hd/2, 2)
+    cos, sin = angles.cos(), angles.sin()
+    out = torch.stack([x2[..., 0] * cos - x2[..., 1] * sin, x2[..., 0] * sin + x2[..., 1] * cos], dim=-1)
+    return out.flatten(-2).type_as(x)
+
+
+class KVCache(nn.Module):
+    """Preallocated keys/values (B, nh, T_max, hd), written at explicit positions."""
+
+    def __init__(self, batch: int, n_heads: int, max_len: int, head_dim: int, device, dtype):
+        super().__init__()
+        shape = (batch, n_heads, max_len, head_dim)
+        self.register_buffer("k", torch.zeros(shape, device=device, dtype=dtype), persistent=False)
+        self.register_buffer("v", torch.zeros(shape, device=device, dtype=dtype), persistent=False)
+
+    def update(self, pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
+        self.k[:, :, pos] = k
+        self.v[:, :, pos] = v
+        return self.k, self.v
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, n_heads: int):
+        super().__init__()
+        if dim % n_heads:
+            raise ValueError(f"dim {dim} is not divisible by n_heads {n_heads}")
+        self.n_heads, self.head_dim = n_heads, dim // n_heads
+        self.wqkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.wo = nn.Linear(dim, dim, bias=False)
+        self.cache: KVCache | None = None
+
+    def forward(self, x, angles, mask, pos=None):
+        """x (B, T, C); angles (T, hd/2); mask (T, T_kv) bool, True = may attend; pos (T,) writes the cache."""
+        q, k, v = self.wqkv(x).split(x.shape[-1], dim=-1)
+        q, k, v = (t.unflatten(-1, (self.n_heads, self.head_dim)).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hd)
+        q, k = apply_rope(q, angles), apply_rope(k, angles)
+        if pos is not None:
+            k, v = self.cache.update(pos, k, v)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.wo(y.transpose(1, 2).flatten(2))
+
+
+class Block(nn.Module):
+    def __init__(self, dim: int, n_heads: int):
+        super().__init__()
+        self.attn_norm, self.attn = RMSNorm(dim), Attention(dim, n_heads)
+        self.ffn_norm, self.ffn = RMSNorm(dim), SwiGLU(dim)
+
+    def forward(self, x, angles, mask, pos=None):
+        x = x + self.attn(self.attn_norm(x), angles, mask, pos)
+        return x + self.ffn(self.ffn_norm(x))
+
+
+class Transformer(nn.Module):
+    """A stack of LLaMA blocks plus the final norm; the caller owns embeddings and heads."""
+
+    def __init__(self, dim: int, n_layers: int, n_heads: int):
+        super().__init__()
+        self.blocks = nn.ModuleList(Block(dim, n_heads) for _ in range(n_layers))
+        self.norm = RMSNorm(dim)
+
+    def setup_caches(self, batch: int, max_len: int, device, dtype):
+        for b in self.blocks:
+            b.attn.cache = KVCache(batch, b.attn.n_heads, max_len, b.attn.head_dim, device, dtype)
+
+    def clear_caches(self):
+        for b in self.blocks:
+            b.attn.cache = None
+
+    def forward(self, x, angles, mask, pos=None):
+        for b in self.blocks:
+            x = b(x, angles, mask, pos)
+        return self.norm(x)
+
+
+def init_weights(module: nn.Module, std: float = 0.02):
+    """GPT-style init: normal(0, std) for linear and embedding weights, zero biases."""
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=std)
+            if getattr(m, "bias", None) is not None:
+                nn.init.zeros_(m.bias)

@@ -1,0 +1,51 @@
+"""The models on disk: every generator folder under the checkpoints root, described without loading."""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+from .checkpoint import CheckpointError, default_root, read_manifest
+from .pipeline import Pipeline, paradigm_of, tokenizer_config
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    folder: Path
+    manifest: dict
+
+    def describe(self) -> dict:
+        m = self.manifest
+        specs = paradigm_of(m, self.folder).controls(m, tokenizer_config(self.folder, m))
+        return {"name": self.name, "paradigm": m["paradigm"], "conditioning": m.get("conditioning", "class"),
+                "image_size": m.get("image_size"), "grid": m.get("grid"),
+                "controls": {s.name: s.describe() for s in specs}}
+
+
+def list_models(root: Path | None = None) -> list[ModelEntry]:
+    """Generator checkpoints under `root` (default: the shipped `checkpoints/`), sorted by name."""
+    root = Path(root) if root else default_root()
+    entries = []
+    for folder in sorted(p for p in root.glob("*") if (p / "mindmap.json").is_file()):
+        manifest = read_manifest(folder)
+        if manifest["kind"] == "generator":
+            entries.append(ModelEntry(folder.name, folder, manifest))
+    return entries
+
+
+def find_model(name: str, root: Path | None = None) -> ModelEntry:
+    models = list_models(root)
+    for m in models:
+        if m.name == name:
+            return m
+    raise ValueError(f"unknown model {name!r}; available: {', '.join(m.name for m in models) or 'none'}")
+
+
+@functools.lru_cache(maxsize=8)
+def load_pipeline(name: str, root: Path | None = None, device: str | None = None) -> Pipeline:
+    """Load (once) the pipeline of a named model."""
+    return Pipeline.from_pretrained(find_model(name, root).folder, device=device)
+
+
+__all__ = ["CheckpointError", "ModelEntry", "list_models", "find_model", "load_pipeline"]

@@ -1,0 +1,103 @@
+"""Pictures of a run: order map, confidence map, mask overlay, token-index map, panels and GIFs.
+
+Every map is a (grid x grid) array rendered to an RGB PIL image, upscaled nearest-neighbour so the
+cells stay crisp; undecided cells are drawn grey.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from .frames import Frame, to_pil
+
+# Viridis at five stops (dark blue -> green -> yellow), interpolated linearly.
+_VIRIDIS = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], dtype=np.float64)
+UNDECIDED = (128, 128, 128)
+
+
+def colorize(values: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
+    """(h, w) floats -> (h, w, 3) uint8 viridis; NaN cells grey."""
+    t = np.clip((values - vmin) / max(vmax - vmin, 1e-12), 0, 1)
+    pos = np.nan_to_num(t) * (len(_VIRIDIS) - 1)
+    lo = np.floor(pos).astype(int).clip(0, len(_VIRIDIS) - 2)
+    frac = (pos - lo)[..., None]
+    rgb = _VIRIDIS[lo] * (1 - frac) + _VIRIDIS[lo + 1] * frac
+    rgb[np.isnan(values)] = UNDECIDED
+    return rgb.round().astype(np.uint8)
+
+
+def _upscale(rgb: np.ndarray, size: int) -> Image.Image:
+    return Image.fromarray(rgb).resize((size, size), Image.Resampling.NEAREST)
+
+
+def order_map(frame: Frame, index: int = 0, size: int = 256) -> Image.Image:
+    """Colour = the step that decided each cell (early dark, late yellow); open cells grey."""
+    order = frame.order[index].float().cpu().numpy()
+    order[order < 0] = np.nan
+    return _upscale(colorize(order, 0, max(frame.total - 1, 1)), size)
+
+
+def confidence_map(frame: Frame, index: int = 0, size: int = 256) -> Image.Image:
+    """Colour = probability the sampler gave the code it chose (0 dark, 1 yellow); open cells grey."""
+    return _upscale(colorize(frame.confidence[index].float().cpu().numpy(), 0, 1), size)
+
+
+def mask_overlay(frame: Frame, index: int = 0, size: int = 256) -> Image.Image:
+    """The partial image with still-open cells tinted blue."""
+    img = np.asarray(frame.pil(index).resize((size, size), Image.Resampling.NEAREST)).astype(np.float64)
+    g = frame.mask.shape[-1]
+    open_px = np.kron(frame.mask[index].cpu().numpy(), np.ones((size // g, size // g)))[..., None].astype(bool)
+    tinted = np.where(open_px, 0.5 * img + 0.5 * np.array([70, 110, 220]), img)
+    return Image.fromarray(tinted.round().astype(np.uint8))
+
+
+def token_map(tokens: torch.Tensor, vocab_size: int, size: int = 256) -> Image.Image:
+    """Each code index a fixed colour (a hash of the index), -1 grey: shows repeated codes."""
+    t = tokens.cpu().numpy().astype(np.int64)
+    rng = np.random.default_rng(0)  # a fixed palette, not a random draw of the run
+    palette = rng.integers(40, 230, size=(vocab_size, 3)).astype(np.uint8)
+    rgb = np.where((t >= 0)[..., None], palette[t.clip(0)], np.array(UNDECIDED, dtype=np.uint8))
+    return _upscale(rgb.astype(np.uint8), size)
+
+
+def panel(frame: Frame, index: int = 0, size: int = 192) -> Image.Image:
+    """Image | order | confidence side by side, titled, with the step counter."""
+    tiles = [("image", frame.pil(index).resize((size, size), Image.Resampling.NEAREST)),
+             ("order", order_map(frame, index, size)), ("confidence", confidence_map(frame, index, size))]
+    pad, title = 6, 16
+    out = Image.new("RGB", (len(tiles) * (size + pad) + pad, size + title + 2 * pad), "white")
+    draw = ImageDraw.Draw(out)
+    for k, (name, tile) in enumerate(tiles):
+        x = pad + k * (size + pad)
+        out.paste(tile, (x, title + pad))
+        label = f"{name}  {frame.step}/{frame.total}" if k == 0 else name
+        draw.text((x, 3), label, fill=(30, 30, 30))
+    return out
+
+
+def save_gif(frames: Iterable[Frame], path: Path, index: int = 0, size: int = 192, ms: int = 120, hold_ms: int = 1500):
+    """Animated GIF of a run's panels; the last frame is held."""
+    images = [panel(f, index, size) for f in frames]
+    if not images:
+        raise ValueError("no frames to write")
+    durations = [ms] * (len(images) - 1) + [hold_ms]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=durations, loop=0)
+
+
+def grid_image(rows: list[list[torch.Tensor]], labels: list[str], scale: int = 3, label_width: int = 120) -> Image.Image:
+    """A labelled grid: each row a list of (3, H, W) images in [-1, 1]."""
+    first = to_pil(rows[0][0], scale)
+    w, h, pad = first.width, first.height, 4
+    cols = max(len(r) for r in rows)
+    out = Image.new("RGB", (label_width + cols * (w + pad), len(rows) * (h + pad) + pad), "white")
+    draw = ImageDraw.Draw(out)
+    for r, (row, label) in enumerate(zip(rows, labels)):
+        y = pad + r * (h + pad)
+        draw.text((4, y + h // 2 - 6), label, fill=(30, 30, 30))
+        for c, img in enumerate(row):
+            out.paste(to_pil(img, scale), (label_width + c * (w + pad), y))
+    return out

@@ -1,0 +1,70 @@
+"""The CLI contract: `models`, `generate`, `bench`, `data` (key names are relied on)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(*args, check=True):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "mindmap", *map(str, args)], capture_output=True, text=True,
+                          cwd=ROOT, env=env, timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}: {proc.stderr}")
+    return proc
+
+
+def test_models_json(tiny_root):
+    models = json.loads(cli("models", "--json", "--root", tiny_root).stdout)
+    assert [m["name"] for m in models] == ["tiny-raster"]
+    m = models[0]
+    assert m["paradigm"] == "raster" and m["conditioning"] == "class"
+    assert {"class", "seed", "cfg", "temperature", "top_k", "top_p"} <= set(m["controls"])
+    assert m["controls"]["top_k"]["max"] == 32 and m["controls"]["class"]["choices"][0] == "face-smiling"
+
+
+def test_generate_is_deterministic_and_writes_frames_and_gif(tiny_root, tmp_path):
+    base = ["generate", "--model", "tiny-raster", "--class", "food-fruit", "--root", tiny_root]
+    out = json.loads(cli(*base, "--seed", 3, "--out", tmp_path / "a.png", "--frames", tmp_path / "fr",
+                         "--gif", tmp_path / "a.gif").stdout)
+    assert out["model"] == "tiny-raster" and out["network_calls"] == 64 and out["frames"] == 16
+    assert out["seconds"] > 0
+    assert len(list((tmp_path / "fr").glob("*.png"))) == 16 and (tmp_path / "a.gif").stat().st_size > 0
+    cli(*base, "--seed", 3, "--out", tmp_path / "b.png")
+    cli(*base, "--seed", 4, "--out", tmp_path / "c.png")
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+    assert (tmp_path / "a.png").read_bytes() != (tmp_path / "c.png").read_bytes()
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--model", "nope"], "unknown model 'nope'"),
+    (["--model", "tiny-raster", "--class", "not-a-class"], "class must be one of"),
+    (["--model", "tiny-raster", "--cfg", "99"], "cfg must be"),
+    (["--model", "tiny-raster", "--top-p", "0"], "top_p must be"),
+])
+def test_generate_errors_exit_nonzero_with_one_line(tiny_root, tmp_path, args, needle):
+    proc = cli("generate", *args, "--root", tiny_root, "--out", tmp_path / "x.png", check=False)
+    assert proc.returncode != 0
+    assert needle in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_bench_json(tiny_root):
+    out = json.loads(cli("bench", "--model", "tiny-raster", "--root", tiny_root, "--repeats", 1, "--json").stdout)
+    for d in (out, out["baseline"]):
+        for key in ("tokens_per_s", "images_per_s", "first_frame_ms", "network_calls"):
+            assert d[key] > 0
+    assert out["network_calls"] == out["baseline"]["network_calls"] == 64
+    assert out["speedup"] > 0
+
+
+def test_data_without_npm_fails_clearly(tmp_path):
+    env = {**os.environ, "PATH": str(tmp_path), "MINDMAP_DATA": str(tmp_path / "d")}
+    proc = subprocess.run([sys.executable, "-m", "mindmap", "data", "emoji"], capture_output=True, text=True,
+                          cwd=ROOT, env=env, timeout=120)
+    assert proc.returncode != 0 and "npm is not installed" in proc.stderr

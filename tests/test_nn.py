@@ -1,0 +1,70 @@
+import pytest
+import torch
+
+from mindmap.nn import apply_rope, rope_2d
+from mindmap.sampling import cfg_mix, filter_logits, make_generator, sample
+
+from conftest import tiny_raster
+
+
+def test_rope_prefix_is_identity_and_rows_cols_split():
+    angles = rope_2d(grid=4, head_dim=16, n_prefix=1)
+    assert angles.shape == (1 + 16, 8)
+    assert torch.all(angles[0] == 0)
+    # cell (r=1, c=0) turns only the row half; cell (0, 1) only the column half
+    assert torch.all(angles[1 + 4, 4:] == 0) and torch.any(angles[1 + 4, :4] != 0)
+    assert torch.all(angles[1 + 1, :4] == 0) and torch.any(angles[1 + 1, 4:] != 0)
+    x = torch.randn(2, 3, 17, 16)
+    assert torch.allclose(apply_rope(x, angles).norm(dim=-1), x.norm(dim=-1), atol=1e-5)  # a rotation
+    with pytest.raises(ValueError, match="head_dim"):
+        rope_2d(4, 6, 1)
+
+
+def test_cached_equals_uncached_logits():
+    model = tiny_raster()
+    codes = torch.randint(0, 32, (3, 64), generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([0, 2, model.null_class])
+    with torch.no_grad():
+        full = model(codes, labels)                       # (B, N, V)
+        model.setup_cache(3)
+        steps = [model.prefill(labels)]
+        for i in range(1, 64):
+            steps.append(model.decode_one_token(codes[:, i - 1], torch.tensor([i])))
+        model.trunk.clear_caches()
+        naive = model.logits_full(labels, codes[:, :10])
+    assert full.shape == (3, 64, 32)
+    assert torch.allclose(torch.stack(steps, 1), full, atol=1e-5)
+    assert torch.allclose(naive, full[:, 10], atol=1e-5)
+
+
+def test_causality_future_codes_do_not_change_past_logits():
+    model = tiny_raster()
+    a = torch.randint(0, 32, (1, 64), generator=torch.Generator().manual_seed(1))
+    b = a.clone()
+    b[0, 40:] = (b[0, 40:] + 1) % 32
+    with torch.no_grad():
+        la, lb = model(a, torch.tensor([1])), model(b, torch.tensor([1]))
+    assert torch.allclose(la[:, :41], lb[:, :41], atol=1e-6)   # logits for cells 0..40 see codes < 40
+    assert not torch.allclose(la[:, 41:], lb[:, 41:])
+
+
+def test_cfg_mix_and_filters():
+    c, u = torch.tensor([[2.0, 0.0, -1.0]]), torch.tensor([[1.0, 0.0, 0.0]])
+    assert torch.allclose(cfg_mix(torch.cat([c, u]), 1.0), c)
+    assert torch.allclose(cfg_mix(torch.cat([c, u]), 3.0), u + 3 * (c - u))
+    logits = torch.tensor([[4.0, 3.0, 2.0, 1.0]])
+    assert torch.isinf(filter_logits(logits, top_k=2)[0, 2:]).all() and torch.isfinite(filter_logits(logits, top_k=2)[0, :2]).all()
+    p = logits.softmax(-1)[0]                                   # ~[.64, .24, .09, .03]
+    kept = torch.isfinite(filter_logits(logits, top_p=0.7)[0])
+    assert kept.tolist() == [True, True, False, False]
+    assert torch.isfinite(filter_logits(logits, top_p=float(p[0]) - 1e-3)[0]).sum() == 1
+    assert torch.allclose(filter_logits(logits, temperature=2.0), logits / 2)
+
+
+def test_sample_is_seeded():
+    logits = torch.randn(4, 50)
+    a = sample(logits, make_generator(7, "cpu"))[0]
+    b = sample(logits, make_generator(7, "cpu"))[0]
+    draws = torch.stack([sample(logits, make_generator(s, "cpu"))[0] for s in range(20)])
+    assert torch.equal(a, b)
+    assert len({tuple(d.tolist()) for d in draws}) > 1

@@ -1,0 +1,118 @@
+import json
+
+import pytest
+import torch
+
+from mindmap.checkpoint import CheckpointError
+from mindmap.pipeline import Pipeline
+from mindmap.samplers.raster import sample_raster
+from mindmap.sampling import make_generator
+from mindmap.viz import confidence_map, mask_overlay, order_map, panel, save_gif, token_map
+
+from conftest import tiny_tokenizer, write_tiny_checkpoint
+
+
+def test_tokenizer_shapes_and_partial_decode():
+    tok = tiny_tokenizer()
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    codes = tok.encode(x)
+    assert codes.shape == (2, 8, 8) and codes.dtype == torch.long
+    assert tok.decode(codes).shape == (2, 3, 16, 16)
+    known = torch.zeros(2, 8, 8, dtype=torch.bool)
+    known[:, :4] = True
+    part = tok.decode_partial(codes, known)
+    assert torch.all(part[:, :, 8:] == 0.0)          # open rows are grey
+    assert not torch.all(part[:, :, :8] == 0.0)
+    with pytest.raises(ValueError, match="images must be"):
+        tok.encode(torch.zeros(1, 3, 32, 32))
+    with pytest.raises(ValueError, match="codes must lie"):
+        tok.decode(torch.full((1, 8, 8), 99))
+
+
+def test_stream_frames_are_consistent(tiny_pipe):
+    frames = list(tiny_pipe.stream(preview_every=4, **{"class": "food-fruit"}, seed=3, cfg=2.0))
+    assert len(frames) == 16 and frames[-1].done
+    prev = None
+    for f in frames:
+        decided = ~f.mask[0]
+        assert decided.sum() == f.step == f.network_calls
+        assert torch.all(f.tokens[0][decided] >= 0) and torch.all(f.tokens[0][~decided] == -1)
+        assert torch.all(torch.isnan(f.confidence[0][~decided]))
+        assert torch.all((f.confidence[0][decided] > 0) & (f.confidence[0][decided] <= 1))
+        if prev is not None:                          # committed cells never change
+            was = ~prev.mask[0]
+            assert torch.equal(f.tokens[0][was], prev.tokens[0][was])
+        prev = f
+    order = frames[-1].order[0].flatten()
+    assert torch.equal(order, torch.arange(64))      # raster order
+    assert frames[-1].image.shape == (1, 3, 16, 16)
+
+
+def test_same_seed_same_image_other_seed_other_image(tiny_pipe):
+    a = tiny_pipe(**{"class": "face-smiling"}, seed=11, temperature=1.5)
+    b = tiny_pipe(**{"class": "face-smiling"}, seed=11, temperature=1.5)
+    c = tiny_pipe(**{"class": "face-smiling"}, seed=12, temperature=1.5)
+    assert torch.equal(a.tokens, b.tokens) and torch.equal(a.image, b.image)
+    assert not torch.equal(a.tokens, c.tokens)
+
+
+def test_naive_sampler_draws_the_same_codes(tiny_pipe):
+    real = tiny_pipe(**{"class": "animal-mammal"}, seed=5, cfg=3.0, top_k=10, top_p=0.9, batch=2)
+    naive = tiny_pipe(**{"class": "animal-mammal"}, seed=5, cfg=3.0, top_k=10, top_p=0.9, batch=2, cached=False)
+    assert torch.equal(real.tokens, naive.tokens)
+    assert real.network_calls == naive.network_calls == 64
+
+
+def test_top_k_one_is_greedy(tiny_pipe):
+    a = tiny_pipe(seed=1, top_k=1)
+    b = tiny_pipe(seed=2, top_k=1)
+    assert torch.equal(a.tokens, b.tokens)           # no randomness left
+
+
+@pytest.mark.parametrize("values, name", [
+    ({"cfg": 0.5}, "cfg"), ({"cfg": float("nan")}, "cfg"), ({"temperature": 0}, "temperature"),
+    ({"top_k": -1}, "top_k"), ({"top_k": 2.5}, "top_k"), ({"top_p": 1.5}, "top_p"), ({"seed": -1}, "seed"),
+    ({"seed": "3"}, "seed"), ({"batch": 0}, "batch"), ({"batch": 1000}, "batch"), ({"class": "nope"}, "class"),
+    ({"steps": 8}, "steps"), ({"cfg": True}, "cfg"),
+])
+def test_bad_controls_raise_naming_the_control(tiny_pipe, values, name):
+    with pytest.raises(ValueError, match=name):
+        tiny_pipe(**values)
+
+
+def test_save_load_round_trip(tmp_path, tiny_pipe):
+    folder = write_tiny_checkpoint(tmp_path / "copy")
+    again = Pipeline.from_pretrained(folder, device="cpu")
+    for a, b in zip(tiny_pipe.generator.state_dict().values(), again.generator.state_dict().values()):
+        assert torch.equal(a, b)
+    assert torch.equal(tiny_pipe(seed=4).tokens, again(seed=4).tokens)
+
+
+def test_missing_and_corrupt_checkpoints_name_the_file(tmp_path):
+    with pytest.raises(CheckpointError, match="mindmap.json"):
+        Pipeline.from_pretrained(tmp_path)
+    folder = write_tiny_checkpoint(tmp_path / "bad")
+    weights = folder / "generator" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match="generator"):
+        Pipeline.from_pretrained(folder)
+    weights.unlink()
+    with pytest.raises(CheckpointError, match="diffusion_pytorch_model.safetensors: missing"):
+        Pipeline.from_pretrained(folder)
+    (folder / "mindmap.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        Pipeline.from_pretrained(folder)
+
+
+def test_viz_renders(tmp_path, tiny_pipe):
+    frames = list(tiny_pipe.stream(preview_every=16, seed=0))
+    mid = frames[1]
+    for img in (order_map(mid), confidence_map(mid), mask_overlay(mid), token_map(mid.tokens[0], 32)):
+        assert img.size == (256, 256)
+    assert order_map(mid).getpixel((250, 250)) == (128, 128, 128)      # open cell grey
+    assert order_map(frames[-1]).getpixel((250, 250)) != (128, 128, 128)
+    assert panel(mid).width > 3 * 192
+    save_gif(frames, tmp_path / "run.gif")
+    from PIL import Image
+    with Image.open(tmp_path / "run.gif") as gif:
+        assert gif.n_frames == len(frames)
