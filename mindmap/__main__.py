@@ -1,4 +1,4 @@
-"""`python -m mindmap models | generate | grid | bench | train | data`."""
+"""`python -m mindmap models | generate | grid | bench | eval | train | data`."""
 from __future__ import annotations
 
 import argparse
@@ -19,6 +19,10 @@ def _train(args):
         metrics = train_tokenizer(args.out, size=args.size, steps=args.steps, batch=args.batch, lr=args.lr,
                                   codebook_size=args.codebook_size, seed=args.seed, run_dir=args.run_dir,
                                   cpu=args.cpu)
+    elif args.what == "classifier":
+        from .train.classifier import train_classifier
+        metrics = train_classifier(args.out, size=args.size, steps=args.steps, batch=args.batch, lr=args.lr,
+                                   seed=args.seed, run_dir=args.run_dir, cpu=args.cpu)
     else:
         from .train.generator import train_generator
         metrics = train_generator(args.out, tokenizer=args.tokenizer, steps=args.steps, batch=args.batch,
@@ -47,6 +51,22 @@ def _grid(args):
     print(json.dumps(grid(args)))
 
 
+def _eval(args):
+    from .eval import run
+    if args.tokenizer:
+        print(json.dumps(run.eval_tokenizer(args.tokenizer, args.root)))
+        return
+    if args.all:
+        from .registry import list_models
+        rows = [run.eval_generator(m.name, n=args.n, seed=args.seed, root=args.root) for m in list_models(args.root)]
+        print(run.markdown_table(rows) if args.markdown else json.dumps(rows))
+        return
+    if not args.model:
+        raise ValueError("eval needs --model NAME, --tokenizer NAME or --all")
+    row = run.eval_generator(args.model, n=args.n, seed=args.seed, root=args.root)
+    print(run.markdown_table([row]) if args.markdown else json.dumps(row))
+
+
 def _bench(args):
     from .bench import bench
     print(json.dumps(bench(args.model, batch=args.batch, repeats=args.repeats, root=args.root), indent=None if args.json else 2))
@@ -63,8 +83,8 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--force", action="store_true", help="rebuild even if present")
     d.set_defaults(func=_data)
 
-    t = sub.add_parser("train", help="train a tokenizer or a generator; resumable")
-    t.add_argument("what", choices=["tokenizer", "generator"])
+    t = sub.add_parser("train", help="train a tokenizer, a generator or the eval classifier; resumable")
+    t.add_argument("what", choices=["tokenizer", "generator", "classifier"])
     t.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
     t.add_argument("--size", type=int, default=32, help="image size in px (tokenizer)")
     t.add_argument("--codebook-size", type=int, default=512)
@@ -108,6 +128,17 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", type=Path, required=True)
     r.add_argument("--root", type=Path, default=None, help="checkpoints folder")
     r.set_defaults(func=_grid)
+
+    e = sub.add_parser("eval", help="quality: FD-emoji, class consistency, precision/recall, memorisation")
+    e.add_argument("--model", help="a generator to sample and score")
+    e.add_argument("--tokenizer", help="a tokenizer folder under checkpoints/ to score on held-out emoji")
+    e.add_argument("--all", action="store_true", help="every generator")
+    e.add_argument("--n", type=int, default=990, help="samples, spread evenly over the classes")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--json", action="store_true", help="JSON output (the default unless --markdown)")
+    e.add_argument("--markdown", action="store_true", help="a results table")
+    e.add_argument("--root", type=Path, default=None, help="checkpoints folder")
+    e.set_defaults(func=_eval)
 
     b = sub.add_parser("bench", help="speed: real sampler vs the naive full-recompute one")
     b.add_argument("--model", required=True)

@@ -30,3 +30,60 @@ def tokenizer_metrics(tokenizer, images: torch.Tensor, batch: int = 256) -> dict
         codes.append(c.cpu())
     return {"psnr": torch.cat(scores).mean().item(), "images": len(images),
             **codebook_stats(torch.cat(codes), tokenizer.vocab_size)}
+
+
+def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Fréchet distance between Gaussians fitted to feature sets a (N, D) and b (M, D).
+
+    |mu_a - mu_b|^2 + tr(S_a) + tr(S_b) - 2 tr((S_a S_b)^1/2); the trace of the matrix square root
+    is taken as the sum of square roots of the eigenvalues of S_a^1/2 S_b S_a^1/2 (symmetric PSD).
+    """
+    a, b = a.double(), b.double()
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = torch.cov(a.T), torch.cov(b.T)
+    w, v = torch.linalg.eigh(cov_a)
+    root_a = (v * w.clamp_min(0).sqrt()) @ v.T
+    cross = torch.linalg.eigvalsh(root_a @ cov_b @ root_a).clamp_min(0).sqrt().sum()
+    return ((mu_a - mu_b).pow(2).sum() + cov_a.trace() + cov_b.trace() - 2 * cross).item()
+
+
+def _knn_radii(x: torch.Tensor, k: int) -> torch.Tensor:
+    d = torch.cdist(x, x)
+    return d.kthvalue(k + 1, dim=1).values            # +1: the zero distance to itself
+
+
+def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> dict:
+    """k-NN manifold precision/recall (Kynkäänniemi et al. 2019) in a feature space.
+
+    precision: share of fakes inside some real sample's k-NN ball; recall: share of reals inside
+    some fake's k-NN ball.
+    """
+    real, fake = real.float(), fake.float()
+    r_real, r_fake = _knn_radii(real, k), _knn_radii(fake, k)
+    precision = (torch.cdist(fake, real) <= r_real[None]).any(1).float().mean().item()
+    recall = (torch.cdist(real, fake) <= r_fake[None]).any(1).float().mean().item()
+    return {"precision": precision, "recall": recall}
+
+
+def nearest_distances(queries: torch.Tensor, pool: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    """L2 distance from each query (N, ...) to its nearest pool item (M, ...), flattened pixels."""
+    q, p = queries.flatten(1).float(), pool.flatten(1).float()
+    return torch.cat([torch.cdist(q[i:i + batch], p).min(1).values for i in range(0, len(q), batch)])
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 7, sigma: float = 1.5) -> torch.Tensor:
+    """Per-image SSIM (Wang et al. 2004, Gaussian window, per channel then averaged) of images in [-1, 1]."""
+    x, y = (a.float() + 1) / 2, (b.float() + 1) / 2
+    c = x.shape[1]
+    g = torch.exp(-((torch.arange(window) - window // 2) ** 2) / (2 * sigma**2))
+    kernel = (g[:, None] * g[None]) / g.sum() ** 2
+    kernel = kernel.expand(c, 1, window, window).to(x)
+
+    def blur(t):
+        return torch.nn.functional.conv2d(t, kernel, groups=c)
+
+    mx, my = blur(x), blur(y)
+    vx, vy, cxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
+    c1, c2 = 0.01**2, 0.03**2
+    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+    return s.flatten(1).mean(1)

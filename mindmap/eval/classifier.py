@@ -1,0 +1,57 @@
+"""The emoji feature network: a small CNN classifier of subcategories, trained on the train split.
+
+Inception weights cannot be fetched here, so FD-emoji, class consistency and precision/recall are
+measured in this network's penultimate features (`features`, 256-d).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+
+
+def _conv_block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.SiLU(),
+                         nn.Conv2d(cout, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.SiLU())
+
+
+class EmojiClassifier(ModelMixin, ConfigMixin):
+
+    @register_to_config
+    def __init__(self, num_classes: int = 99, image_size: int = 32, channels: tuple = (32, 64, 128),
+                 feature_dim: int = 256, dropout: float = 0.2):
+        super().__init__()
+        layers, cin = [], 3
+        for c in channels:
+            layers += [_conv_block(cin, c), nn.MaxPool2d(2)]
+            cin = c
+        self.body = nn.Sequential(*layers)
+        self.proj = nn.Linear(cin, feature_dim)
+        self.drop = nn.Dropout(dropout)
+        self.head = nn.Linear(feature_dim, num_classes)
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """images (B, 3, H, W) in [-1, 1] -> penultimate features (B, feature_dim)."""
+        s = self.config.image_size
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
+        if images.shape[-1] != s:
+            images = F.interpolate(images, size=(s, s), mode="area")
+        h = self.body(images).mean(dim=(2, 3))                    # global average pool
+        return F.silu(self.proj(h))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.drop(self.features(images)))
+
+
+def augment(images: torch.Tensor, generator: torch.Generator, shift: int = 2) -> torch.Tensor:
+    """Random translation by up to `shift` px (white padding) and a small brightness change."""
+    b = images.shape[0]
+    padded = F.pad(images, (shift,) * 4, value=1.0)
+    dx, dy = (torch.randint(0, 2 * shift + 1, (2, b), generator=generator)).tolist()
+    s = images.shape[-1]
+    out = torch.stack([padded[i, :, dy[i]:dy[i] + s, dx[i]:dx[i] + s] for i in range(b)])
+    gain = 1 + 0.1 * (torch.rand(b, 1, 1, 1, generator=generator) - 0.5)
+    return ((out + 1) * gain - 1).clamp(-1, 1)

@@ -1,0 +1,129 @@
+"""`mindmap eval`: measured quality of a generator or a tokenizer, in the emoji classifier's features."""
+from __future__ import annotations
+
+import importlib.util
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+from ..checkpoint import default_root, load_component, read_manifest
+from ..controls import MAX_BATCH
+from ..data import load_emoji
+from ..registry import find_model, load_pipeline
+from ..tokenizers.vq import VQTokenizer
+from .classifier import EmojiClassifier
+from .metrics import frechet_distance, nearest_distances, precision_recall, ssim, tokenizer_metrics
+
+logger = logging.getLogger(__name__)
+CLASSIFIER = "classifier-emoji32"
+
+
+def load_classifier(root: Path | None = None) -> EmojiClassifier:
+    folder = Path(root or default_root()) / CLASSIFIER
+    return load_component(folder, "classifier", EmojiClassifier)
+
+
+@torch.no_grad()
+def features_and_logits(clf: EmojiClassifier, images: torch.Tensor, batch: int = 512):
+    feats = [clf.features(images[i:i + batch].float()) for i in range(0, len(images), batch)]
+    feats = torch.cat(feats)
+    return feats, clf.head(feats)
+
+
+def inception_fid_note() -> str:
+    """Why Inception FID is not reported, in one line (weights cannot be fetched here)."""
+    for pkg in ("torch_fidelity", "pytorch_fid"):
+        if importlib.util.find_spec(pkg) is not None:
+            return f"{pkg} is installed but its Inception weights are not on disk; FID skipped (offline)"
+    return "no torch-fidelity/pytorch-fid with local Inception weights; FID skipped (offline)"
+
+
+def style_threshold(data) -> float:
+    """Median pixel L2 between the Twemoji and Noto images of the same training emoji (no skin tones)."""
+    by_emoji: dict[str, dict[str, int]] = {}
+    for i, r in enumerate(data.records):
+        if r["split"] == "train" and r["skin"] is None:
+            by_emoji.setdefault(r["emoji"], {})[r["style"]] = i
+    pairs = [(d["twitter"], d["google"]) for d in by_emoji.values() if len(d) == 2]
+    a, b = data.tensor([p[0] for p in pairs]), data.tensor([p[1] for p in pairs])
+    return (a - b).flatten(1).norm(dim=1).median().item()
+
+
+def _balanced_labels(num_classes: int, n: int) -> torch.Tensor:
+    return torch.arange(n) % num_classes
+
+
+def _sample(pipe, labels: torch.Tensor, seed: int) -> tuple[torch.Tensor, float, int, torch.Tensor]:
+    """One image per label, batched per class: (images, seconds per image, calls per run, their labels)."""
+    images, done, seconds, calls = [], [], 0.0, 0
+    for k, label in enumerate(labels.unique().tolist()):
+        count = int((labels == label).sum())
+        for start in range(0, count, MAX_BATCH):
+            b = min(MAX_BATCH, count - start)
+            t0 = time.perf_counter()
+            frame = pipe(**{"class": pipe.classes[label]}, seed=seed + 7919 * k + start, batch=b)
+            seconds += time.perf_counter() - t0
+            images.append(frame.image.cpu())
+            done.append(torch.full((b,), label))
+            calls = frame.network_calls
+    return torch.cat(images), seconds / len(labels), calls, torch.cat(done)
+
+
+def eval_generator(name: str, n: int = 990, seed: int = 0, root: Path | None = None) -> dict:
+    if not 10 <= n <= 20000:
+        raise ValueError(f"--n must be an integer in [10, 20000], got {n}")
+    pipe = load_pipeline(name, root)
+    data = load_emoji(pipe.manifest["image_size"])
+    clf = load_classifier(root)
+    labels = _balanced_labels(len(pipe.classes), n)
+    fake, sec_per_image, calls, fake_labels = _sample(pipe, labels, seed)
+    held = data.tensor(data.indices("heldout"))
+    train_idx = data.indices("train")
+    # Real-vs-real floor: training images with the same per-class counts as the samples, against the
+    # same held-out set -- what a generator that reproduced its training data would score.
+    g = torch.Generator().manual_seed(seed)
+    train_labels = torch.from_numpy(data.labels[train_idx])
+    floor_idx = []
+    for label in fake_labels.unique().tolist():
+        pool = torch.from_numpy(train_idx)[train_labels == label]
+        want = int((fake_labels == label).sum())
+        floor_idx.append(pool[torch.randint(0, len(pool), (want,), generator=g)])
+    floor_real = data.tensor(torch.cat(floor_idx).numpy())
+    f_fake, logits = features_and_logits(clf, fake)
+    f_held, _ = features_and_logits(clf, held)
+    f_floor, _ = features_and_logits(clf, floor_real)
+    top5 = logits.topk(5, dim=1).indices
+    memo = nearest_distances(fake, data.tensor(train_idx)) < style_threshold(data)
+    return {"model": name, "paradigm": pipe.manifest["paradigm"], "n": len(fake),
+            "params": sum(p.numel() for p in pipe.generator.parameters()),
+            "tokens": pipe.tokenizer.grid ** 2,
+            "fd_emoji": frechet_distance(f_fake, f_held), "fd_emoji_floor": frechet_distance(f_floor, f_held),
+            "class_top1": (top5[:, 0] == fake_labels).float().mean().item(),
+            "class_top5": (top5 == fake_labels[:, None]).any(1).float().mean().item(),
+            **precision_recall(f_held, f_fake), "memorized": memo.float().mean().item(),
+            "seconds_per_image": sec_per_image, "network_calls": calls,
+            "fid_inception": None, "fid_note": inception_fid_note()}
+
+
+def eval_tokenizer(name: str, root: Path | None = None) -> dict:
+    folder = Path(root or default_root()) / name
+    manifest = read_manifest(folder)
+    tok = load_component(folder, manifest["components"]["tokenizer"], VQTokenizer)
+    data = load_emoji(tok.config.image_size)
+    held = data.tensor(data.indices("heldout"))
+    recon = torch.cat([tok.decode(tok.encode(held[i:i + 256])) for i in range(0, len(held), 256)])
+    clf = load_classifier(root)
+    return {"tokenizer": name, **tokenizer_metrics(tok, held), "ssim": ssim(recon, held).mean().item(),
+            "rfd_emoji": frechet_distance(features_and_logits(clf, recon)[0], features_and_logits(clf, held)[0])}
+
+
+def markdown_table(rows: list[dict]) -> str:
+    head = ("| model | paradigm | params | tokens | network calls | s/image (CPU) | FD-emoji (floor) | "
+            "class top-1 / top-5 | precision | recall | memorized |\n|---|---|---|---|---|---|---|---|---|---|---|")
+    lines = [f"| {r['model']} | {r['paradigm']} | {r['params'] / 1e6:.1f}M | {r['tokens']} | {r['network_calls']} | "
+             f"{r['seconds_per_image']:.3f} | {r['fd_emoji']:.2f} ({r['fd_emoji_floor']:.2f}) | "
+             f"{r['class_top1']:.2f} / {r['class_top5']:.2f} | {r['precision']:.2f} | {r['recall']:.2f} | "
+             f"{r['memorized']:.3f} |" for r in rows]
+    return "\n".join([head, *lines])

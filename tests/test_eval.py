@@ -1,0 +1,52 @@
+"""Metrics on synthetic sets with known answers."""
+import torch
+
+from mindmap.eval.classifier import EmojiClassifier, augment
+from mindmap.eval.metrics import codebook_stats, frechet_distance, nearest_distances, precision_recall, psnr, ssim
+
+
+def _gauss(n, d=8, seed=0):
+    return torch.randn(n, d, generator=torch.Generator().manual_seed(seed))
+
+
+def test_frechet_distance_known_answers():
+    a, b = _gauss(4000), _gauss(4000, seed=1)
+    assert abs(frechet_distance(a, a)) < 1e-6
+    assert frechet_distance(a, b) < 0.05                       # same distribution, sampling noise only
+    shifted = frechet_distance(a, b + 2.0)                     # mean shift of 2 in 8 dims: 8 * 4 = 32
+    assert abs(shifted - 32.0) < 1.0
+    assert frechet_distance(a, b * 2) > frechet_distance(a, b * 1.5) > frechet_distance(a, b)
+    # against the closed form for diagonal Gaussians: sum (s1 - s2)^2 with s = std
+    assert abs(frechet_distance(a, b * 3) - 8 * (3 - 1) ** 2) < 1.5
+
+
+def test_precision_recall_known_answers():
+    a, b = _gauss(1500), _gauss(1500, seed=1)
+    same = precision_recall(a, b)
+    assert same["precision"] > 0.6 and same["recall"] > 0.6
+    far = precision_recall(a, b + 10)
+    assert far["precision"] == 0 and far["recall"] == 0
+    collapsed = precision_recall(a, b * 0.05)                   # all fakes at the centre: precise, no recall
+    assert collapsed["precision"] > 0.95 and collapsed["recall"] < 0.2
+
+
+def test_psnr_ssim_codebook_and_nearest():
+    x = torch.rand(4, 3, 16, 16) * 2 - 1
+    assert torch.all(psnr(x, x) > 90) and torch.allclose(ssim(x, x), torch.ones(4), atol=1e-4)
+    noisy = (x + 0.2 * torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))).clamp(-1, 1)
+    half = (x + noisy) / 2                                     # half the noise: both scores improve
+    assert torch.all(ssim(x, noisy) < ssim(x, half)) and torch.all(ssim(x, half) < 0.999)
+    assert torch.all(psnr(x, noisy) < psnr(x, half))
+    stats = codebook_stats(torch.tensor([0, 1, 2, 3, 0, 1, 2, 3]), 8)
+    assert stats["codebook_usage"] == 0.5 and abs(stats["perplexity"] - 4.0) < 1e-5
+    d = nearest_distances(x[:2], x)
+    assert torch.all(d == 0)
+
+
+def test_classifier_features_and_augment_shapes():
+    clf = EmojiClassifier(num_classes=5, image_size=16, channels=(8, 16)).eval()
+    x = torch.rand(3, 3, 16, 16) * 2 - 1
+    assert clf.features(x).shape == (3, 256) and clf(x).shape == (3, 5)
+    assert clf.features(torch.rand(2, 3, 32, 32)).shape == (2, 256)   # other sizes are area-resized
+    y = augment(x, torch.Generator().manual_seed(0))
+    assert y.shape == x.shape and y.min() >= -1 and y.max() <= 1
