@@ -55,3 +55,17 @@ def augment(images: torch.Tensor, generator: torch.Generator, shift: int = 2) ->
     out = torch.stack([padded[i, :, dy[i]:dy[i] + s, dx[i]:dx[i] + s] for i in range(b)])
     gain = 1 + 0.1 * (torch.rand(b, 1, 1, 1, generator=generator) - 0.5)
     return ((out + 1) * gain - 1).clamp(-1, 1)
+
+
+@torch.no_grad()
+def embed(model: EmojiClassifier, images: torch.Tensor, batch: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+    """Penultimate features (N, D) and class logits (N, K) of images in [-1, 1]."""
+    feats = torch.cat([model.features(images[i:i + batch].float()) for i in range(0, len(images), batch)])
+    return feats, model.head(feats)
+
+
+def topk_agreement(logits: torch.Tensor, labels: torch.Tensor) -> dict:
+    """Share of rows whose label is the top-1 / among the top-5 classes."""
+    top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
+    return {"top1": (top5[:, 0] == labels).float().mean().item(),
+            "top5": (top5 == labels[:, None]).any(1).float().mean().item()}

@@ -13,7 +13,7 @@ from ..controls import MAX_BATCH
 from ..data import load_emoji
 from ..registry import find_model, load_pipeline
 from ..tokenizers.vq import VQTokenizer
-from .classifier import EmojiClassifier
+from .classifier import EmojiClassifier, embed, topk_agreement
 from .metrics import frechet_distance, nearest_distances, precision_recall, ssim, tokenizer_metrics
 
 logger = logging.getLogger(__name__)
@@ -23,13 +23,6 @@ CLASSIFIER = "classifier-emoji32"
 def load_classifier(root: Path | None = None) -> EmojiClassifier:
     folder = Path(root or default_root()) / CLASSIFIER
     return load_component(folder, "classifier", EmojiClassifier)
-
-
-@torch.no_grad()
-def features_and_logits(clf: EmojiClassifier, images: torch.Tensor, batch: int = 512):
-    feats = [clf.features(images[i:i + batch].float()) for i in range(0, len(images), batch)]
-    feats = torch.cat(feats)
-    return feats, clf.head(feats)
 
 
 def inception_fid_note() -> str:
@@ -91,17 +84,15 @@ def eval_generator(name: str, n: int = 990, seed: int = 0, root: Path | None = N
         want = int((fake_labels == label).sum())
         floor_idx.append(pool[torch.randint(0, len(pool), (want,), generator=g)])
     floor_real = data.tensor(torch.cat(floor_idx).numpy())
-    f_fake, logits = features_and_logits(clf, fake)
-    f_held, _ = features_and_logits(clf, held)
-    f_floor, _ = features_and_logits(clf, floor_real)
-    top5 = logits.topk(5, dim=1).indices
+    f_fake, logits = embed(clf, fake)
+    f_held, f_floor = embed(clf, held)[0], embed(clf, floor_real)[0]
+    agree = topk_agreement(logits, fake_labels)
     memo = nearest_distances(fake, data.tensor(train_idx)) < style_threshold(data)
     return {"model": name, "paradigm": pipe.manifest["paradigm"], "n": len(fake),
             "params": sum(p.numel() for p in pipe.generator.parameters()),
             "tokens": pipe.tokenizer.grid ** 2,
             "fd_emoji": frechet_distance(f_fake, f_held), "fd_emoji_floor": frechet_distance(f_floor, f_held),
-            "class_top1": (top5[:, 0] == fake_labels).float().mean().item(),
-            "class_top5": (top5 == fake_labels[:, None]).any(1).float().mean().item(),
+            "class_top1": agree["top1"], "class_top5": agree["top5"],
             **precision_recall(f_held, f_fake), "memorized": memo.float().mean().item(),
             "seconds_per_image": sec_per_image, "network_calls": calls,
             "fid_inception": None, "fid_note": inception_fid_note()}
@@ -116,7 +107,7 @@ def eval_tokenizer(name: str, root: Path | None = None) -> dict:
     recon = torch.cat([tok.decode(tok.encode(held[i:i + 256])) for i in range(0, len(held), 256)])
     clf = load_classifier(root)
     return {"tokenizer": name, **tokenizer_metrics(tok, held), "ssim": ssim(recon, held).mean().item(),
-            "rfd_emoji": frechet_distance(features_and_logits(clf, recon)[0], features_and_logits(clf, held)[0])}
+            "rfd_emoji": frechet_distance(embed(clf, recon)[0], embed(clf, held)[0])}
 
 
 def markdown_table(rows: list[dict]) -> str:

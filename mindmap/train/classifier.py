@@ -9,18 +9,10 @@ import torch.nn.functional as F
 
 from ..checkpoint import write_manifest
 from ..data import load_emoji
-from ..eval.classifier import EmojiClassifier, augment
+from ..eval.classifier import EmojiClassifier, augment, embed, topk_agreement
 from .common import Trainer, batch_indices, command_line, write_card
 
 logger = logging.getLogger(__name__)
-
-
-@torch.no_grad()
-def topk_accuracy(model: EmojiClassifier, images: torch.Tensor, labels: torch.Tensor, batch: int = 512) -> dict:
-    logits = torch.cat([model(images[i:i + batch]) for i in range(0, len(images), batch)])
-    top5 = logits.topk(5, dim=1).indices
-    return {"top1": (top5[:, 0] == labels).float().mean().item(),
-            "top5": (top5 == labels[:, None]).any(1).float().mean().item()}
 
 
 def train_classifier(out: Path, size: int = 32, steps: int = 3000, batch: int = 128, lr: float = 2e-3,
@@ -43,8 +35,8 @@ def train_classifier(out: Path, size: int = 32, steps: int = 3000, batch: int = 
 
     seconds = trainer.run(loss_fn, desc="classifier")
     clf = trainer.unwrapped().cpu().eval()
-    held = topk_accuracy(clf, images[held_idx], labels[held_idx])
-    train = topk_accuracy(clf, images[train_idx], labels[train_idx])
+    held = topk_agreement(embed(clf, images[held_idx])[1], labels[held_idx])
+    train = topk_agreement(embed(clf, images[train_idx])[1], labels[train_idx])
     metrics = {"heldout_top1": held["top1"], "heldout_top5": held["top5"], "train_top1": train["top1"]}
     logger.info("metrics: %s", metrics)
     clf.save_pretrained(out / "classifier", safe_serialization=True)

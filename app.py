@@ -1,0 +1,225 @@
+"""MINDmap web app: watch an autoregressive image model decode, token by token.
+
+`python app.py` serves on 127.0.0.1:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT override it); the
+models come from MINDMAP_CHECKPOINTS, else the shipped `checkpoints/`. This file is UI only: the
+pipeline validates every control and does all the sampling.
+
+API: `/generate` (model, class_name, seed, cfg, temperature, top_k, top_p) streams
+(image, order map, confidence map, stats); `/classes` (model) returns the model's class names.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import secrets
+from pathlib import Path
+
+import gradio as gr
+
+from mindmap.checkpoint import CheckpointError, default_root
+from mindmap.registry import list_models, load_pipeline
+from mindmap.viz import confidence_map, order_map
+
+logger = logging.getLogger("mindmap.app")
+
+ROOT = Path(os.environ.get("MINDMAP_CHECKPOINTS") or default_root())
+MIN_PX = 256                       # shown images are upscaled (nearest) to at least this size
+CORE = ("class", "seed", "cfg", "temperature", "top_k", "top_p")   # the /generate parameters, in order
+NOT_IN_UI = {"batch"}              # bounded work: one image per request
+LABELS = {"class": "Class", "seed": "Seed", "cfg": "Guidance (cfg)", "temperature": "Temperature",
+          "top_k": "Top-k (0 = all)", "top_p": "Top-p"}
+TERSE = {"seed", "cfg", "temperature", "top_k", "top_p"}   # label says enough: no help line, a shorter column
+INTRO = ("Watch an autoregressive image model decode a picture token by token: the image as it fills in, "
+         "the **order** in which each cell was decided, and the model's **confidence** in every code it chose.")
+HOW_TO_READ = ("**How to read it.** Each step the model picks a code for one or more cells of the token grid "
+               "and the tokenizer decodes the codes chosen so far. The order map colours every cell by the step "
+               "that decided it; the confidence map by the probability the model gave the code it picked, so dark "
+               "cells are where the picture could most easily have gone another way.")
+CSS = """
+.pixelated img { image-rendering: pixelated; }
+.legend p { font-size: 0.85em; opacity: 0.8; margin: 0; text-align: center; }
+#stats { padding: 8px 12px; border-radius: 8px; background: var(--block-background-fill); }
+#stats p { font-variant-numeric: tabular-nums; margin: 0; }
+.info p { font-size: 0.9em; opacity: 0.85; }
+"""
+
+
+def load_models(root: Path) -> dict[str, dict]:
+    """name -> describe() of every generator under `root`; a broken folder is logged and skipped."""
+    try:
+        entries = list_models(root)
+    except (OSError, CheckpointError) as e:
+        logger.warning("cannot list models in %s: %s", root, e)
+        return {}
+    models = {}
+    for entry in entries:
+        try:
+            models[entry.name] = entry.describe()
+        except (OSError, CheckpointError, KeyError) as e:
+            logger.warning("skipping %s: %s", entry.name, e)
+    return models
+
+
+MODELS = load_models(ROOT)
+EXTRA = sorted({c for d in MODELS.values() for c in d["controls"]} - set(CORE) - NOT_IN_UI)
+UI_CONTROLS = CORE + tuple(EXTRA)  # later paradigms' controls get a widget and are appended to /generate
+
+
+def model_info(name: str | None) -> str:
+    d = MODELS.get(name)
+    if d is None:
+        return ""
+    n_classes = len(d["controls"].get("class", {}).get("choices", []))
+    return (f"paradigm **{d['paradigm']}** · {d['image_size']} px · {d['grid']}×{d['grid']} tokens"
+            + (f" · {n_classes} classes" if n_classes else ""))
+
+
+def widget_props(name: str, spec: dict | None) -> dict:
+    """Constructor / update arguments of a control's widget; hidden when the model does not take it."""
+    if spec is None:
+        return {"visible": False}
+    info = None if name in TERSE else spec.get("help") or None
+    props = {"visible": True, "value": spec["default"], "info": info}
+    if spec["type"] == "choice":
+        return props | {"choices": spec["choices"]}
+    return props | {"minimum": spec["min"], "maximum": spec["max"]}
+
+
+def make_widget(name: str, spec: dict | None):
+    props = widget_props(name, spec)
+    label = LABELS.get(name, name.replace("_", " ").capitalize())
+    kind = spec["type"] if spec else ("choice" if name == "class" else "float")
+    if kind == "choice":
+        return gr.Dropdown(label=label, filterable=True, **props)
+    if name == "seed":
+        return gr.Number(label=label, precision=0, scale=4, **props)
+    return gr.Slider(label=label, step=1 if kind == "int" else 0.01, **{"minimum": 0, "maximum": 1, **props})
+
+
+def on_model_change(name: str | None):
+    controls = MODELS.get(name, {}).get("controls", {})
+    updates = [gr.update(**widget_props(c, controls.get(c))) for c in UI_CONTROLS]
+    return [model_info(name), *updates, gr.update(visible="seed" in controls)]
+
+
+def random_seed(name: str | None) -> int:
+    """A fresh seed for the seed box (a UI convenience, not a sampling draw)."""
+    spec = MODELS.get(name, {}).get("controls", {}).get("seed", {"max": 2**31 - 1})
+    return secrets.randbelow(int(spec["max"]) + 1)
+
+
+def check_model(model) -> dict:
+    if model not in MODELS:
+        raise gr.Error(f"model must be one of: {', '.join(MODELS) or 'none found'}; got {model!r}")
+    return MODELS[model]
+
+
+def classes(model: str) -> list[str]:
+    """The class names a model is conditioned on."""
+    check_model(model)
+    return list(MODELS[model]["controls"].get("class", {}).get("choices", []))
+
+
+def stats_line(frame) -> str:
+    decided = int((~frame.mask[0]).sum())
+    rate = decided / frame.elapsed if frame.elapsed > 0 else 0.0
+    return (f"**step {frame.step}/{frame.total}** · {frame.network_calls} network calls · "
+            f"{frame.elapsed:.2f} s · {rate:.0f} tokens/s")
+
+
+def render(frame):
+    scale = max(1, math.ceil(MIN_PX / frame.image.shape[-1]))
+    image = frame.pil(0, scale)
+    px = max(image.width, MIN_PX)
+    return image, order_map(frame, 0, px), confidence_map(frame, 0, px), stats_line(frame)
+
+
+def generate(model, class_name, seed, cfg, temperature, top_k, top_p, *extra):
+    """Stream (image, order map, confidence map, stats) after every decoded token."""
+    takes = check_model(model)["controls"]
+    given = dict(zip(UI_CONTROLS, (class_name, seed, cfg, temperature, top_k, top_p, *extra)))
+    values = {k: v for k, v in given.items() if k in takes}
+    try:
+        pipe = load_pipeline(model, ROOT)
+        for frame in pipe.stream(preview_every=1, **values):
+            yield render(frame)
+    except (ValueError, CheckpointError) as e:  # a bad control or a broken checkpoint: say which
+        logger.info("rejected request: %s", e)
+        raise gr.Error(str(e)) from None
+
+
+def view(label: str, elem_id: str, buttons: list | None = None, legend: str | None = None) -> gr.Image:
+    """One output picture (crisp pixels), with its colour legend underneath."""
+    with gr.Column(min_width=200):
+        img = gr.Image(label=label, format="png", height=300, interactive=False, elem_id=elem_id,
+                       elem_classes="pixelated", buttons=buttons or [])
+        if legend:
+            gr.Markdown(legend, elem_classes="legend")
+    return img
+
+
+def controls_column(first: str | None):
+    """Model, class, seed, Generate/Stop, then the sampling sliders; widgets in UI_CONTROLS order."""
+    controls = MODELS.get(first, {}).get("controls", {})
+    model = gr.Dropdown([(f"{n}  ({d['paradigm']})", n) for n, d in MODELS.items()], value=first,
+                        label="Model", interactive=bool(MODELS))
+    info = gr.Markdown(model_info(first), elem_classes="info")
+    widgets = {"class": make_widget("class", controls.get("class"))}
+    with gr.Row(equal_height=True):
+        widgets["seed"] = make_widget("seed", controls.get("seed"))
+        dice = gr.Button("Random", size="sm", scale=1, min_width=80, visible="seed" in controls)
+    with gr.Row():
+        run = gr.Button("Generate", variant="primary", scale=2, min_width=100, interactive=bool(MODELS))
+        stop = gr.Button("Stop", variant="stop", scale=1, min_width=80)
+    with gr.Group():
+        for name in UI_CONTROLS[2:]:
+            widgets[name] = make_widget(name, controls.get(name))
+    return model, info, [widgets[c] for c in UI_CONTROLS], dice, run, stop
+
+
+def outputs_column():
+    with gr.Row():
+        image = view("Image", "decoded", ["download"], legend="grey = not decided yet")
+        order = view("Decoding order", "order", legend="dark = decided early, yellow = late")
+        conf = view("Confidence", "confidence", legend="dark = low probability, yellow = high")
+    stats = gr.Markdown("Pick a class and press **Generate**.", elem_id="stats")
+    gr.Markdown(HOW_TO_READ, elem_classes="info")
+    return image, order, conf, stats
+
+
+def build() -> gr.Blocks:
+    first = next(iter(MODELS), None)
+    with gr.Blocks(title="MINDmap", analytics_enabled=False) as demo:
+        gr.Markdown(f"# MINDmap\n{INTRO}")
+        if not MODELS:
+            gr.Markdown(f"### No model found\nThere is no generator checkpoint under `{ROOT}`. Train one "
+                        "(`python -m mindmap train ...`) or point `MINDMAP_CHECKPOINTS` at a folder of models.")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=1, min_width=330):
+                model, info, widgets, dice, run, stop = controls_column(first)
+            with gr.Column(scale=3):
+                outputs = outputs_column()
+        model.change(on_model_change, model, [info, *widgets, dice], api_visibility="private")
+        dice.click(random_seed, model, widgets[1], api_visibility="private")
+        # preprocess=False: raw values go to the pipeline, whose errors name the control at fault.
+        event = run.click(generate, [model, *widgets], list(outputs), api_name="generate", preprocess=False,
+                          concurrency_limit=1)  # a model's KV cache serves one run at a time
+        stop.click(None, cancels=[event])
+        gr.api(classes, api_name="classes")
+    return demo
+
+
+def main():
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logger.info("checkpoints root %s: %s", ROOT, ", ".join(MODELS) or "no models")
+    demo = build()
+    demo.queue(max_size=20, default_concurrency_limit=2)
+    theme = gr.themes.Soft(primary_hue="indigo", font=["ui-sans-serif", "system-ui", "sans-serif"],
+                           font_mono=["ui-monospace", "monospace"])
+    demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")), theme=theme, css=CSS)
+
+
+if __name__ == "__main__":
+    main()

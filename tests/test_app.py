@@ -1,0 +1,78 @@
+"""The Gradio app, end to end over HTTP: streaming, errors that name the control, the shipped model."""
+from __future__ import annotations
+
+import json
+import urllib.request
+
+import pytest
+from apphelpers import SHIPPED, serve_app, tiny_app  # noqa: F401  (tiny_app is a fixture)
+from conftest import TINY_CLASSES
+from gradio_client import Client
+from PIL import Image
+
+TINY = {"model": "tiny-raster", "class_name": "face-smiling", "seed": 3, "cfg": 3.0, "temperature": 1.0,
+        "top_k": 0, "top_p": 1.0}
+
+
+def client(url: str) -> Client:
+    return Client(url, verbose=False)
+
+
+def test_generate_streams_every_token(tiny_app):
+    job = client(tiny_app).submit(**TINY, api_name="/generate")
+    updates = list(job)
+    assert len(updates) >= 3
+    image, order, confidence, stats = updates[-1]
+    for path in (image, order, confidence):
+        with Image.open(path) as im:
+            assert im.size == (16 * 16, 16 * 16)  # 16 px tiny images upscaled to 256 px
+    assert "step 64/64" in stats and "tokens/s" in stats
+
+
+@pytest.mark.parametrize("bad, control", [({"cfg": 0.2}, "cfg"), ({"class_name": "not-a-class"}, "class"),
+                                          ({"top_k": 2.5}, "top_k"), ({"seed": -1}, "seed")])
+def test_invalid_control_is_a_readable_error_naming_it(tiny_app, bad, control):
+    with pytest.raises(Exception, match=rf"^{control} must be") as info:
+        client(tiny_app).predict(**{**TINY, **bad}, api_name="/generate")
+    assert "Traceback" not in str(info.value)
+
+
+def test_classes_endpoint(tiny_app):
+    assert client(tiny_app).predict("tiny-raster", api_name="/classes") == TINY_CLASSES
+
+
+def test_page_says_when_no_model_is_present(tmp_path):
+    with serve_app(tmp_path) as url:
+        with urllib.request.urlopen(url + "config", timeout=10) as r:
+            config = json.load(r)
+    texts = [c.get("props", {}).get("value") for c in config["components"]]
+    assert any(isinstance(t, str) and "No model found" in t for t in texts)
+
+
+@pytest.mark.skipif(not SHIPPED.is_dir(), reason=f"{SHIPPED} not trained yet")
+def test_shipped_model_offers_99_classes_and_draws_256px():
+    with serve_app(None) as url:
+        c = client(url)
+        classes = c.predict("raster-emoji32", api_name="/classes")
+        assert len(classes) == 99 and "face-smiling" in classes
+        image, *_ = c.predict("raster-emoji32", "face-smiling", 0, 3.0, 1.0, 0, 1.0, api_name="/generate")
+    with Image.open(image) as im:
+        assert im.width == im.height >= 256
+
+
+def test_controls_a_model_does_not_take_are_hidden(monkeypatch, tiny_root):
+    import app
+    from mindmap.registry import list_models
+    raster = list_models(tiny_root)[0].describe()
+    other = {**raster, "paradigm": "other", "controls": {"seed": raster["controls"]["seed"],
+                                                         "steps": {"type": "int", "default": 8, "min": 1, "max": 64}}}
+    monkeypatch.setattr(app, "MODELS", {"tiny-raster": raster, "other": other})
+    monkeypatch.setattr(app, "UI_CONTROLS", app.CORE + ("steps",))
+    info, *updates, dice = app.on_model_change("other")
+    visible = {name: u["visible"] for name, u in zip(app.UI_CONTROLS, updates)}
+    assert visible == {"class": False, "seed": True, "cfg": False, "temperature": False, "top_k": False,
+                       "top_p": False, "steps": True}
+    assert "other" in info and dice["visible"]
+    _, *updates, _ = app.on_model_change("tiny-raster")
+    cfg = dict(zip(app.UI_CONTROLS, updates))["cfg"]
+    assert cfg["visible"] and (cfg["minimum"], cfg["maximum"], cfg["value"]) == (1.0, 10.0, 3.0)
