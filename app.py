@@ -4,11 +4,13 @@
 models come from MINDMAP_CHECKPOINTS, else the shipped `checkpoints/`. This file is UI only: the
 pipeline validates every control and does all the sampling.
 
-API: `/generate` (model, class_name, seed, cfg, temperature, top_k, top_p) streams
-(image, order map, confidence map, stats); `/classes` (model) returns the model's class names.
+API: `/generate` (model, class_name, seed, cfg, temperature, top_k, top_p, then the other paradigms'
+controls in sorted order: cfg_schedule, prefix, randomness, schedule, steps, ...) streams (image, order
+map, confidence map, schedule plot, stats); `/classes` (model) returns the model's class names.
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import os
@@ -19,7 +21,7 @@ import gradio as gr
 
 from mindmap.checkpoint import CheckpointError, default_root
 from mindmap.registry import list_models, load_pipeline
-from mindmap.viz import confidence_map, order_map
+from mindmap.viz import confidence_map, order_map, schedule_plot
 
 logger = logging.getLogger("mindmap.app")
 
@@ -28,14 +30,19 @@ MIN_PX = 256                       # shown images are upscaled (nearest) to at l
 CORE = ("class", "seed", "cfg", "temperature", "top_k", "top_p")   # the /generate parameters, in order
 NOT_IN_UI = {"batch"}              # bounded work: one image per request
 LABELS = {"class": "Class", "seed": "Seed", "cfg": "Guidance (cfg)", "temperature": "Temperature",
-          "top_k": "Top-k (0 = all)", "top_p": "Top-p"}
-TERSE = {"seed", "cfg", "temperature", "top_k", "top_p"}   # label says enough: no help line, a shorter column
-INTRO = ("Watch an autoregressive image model decode a picture token by token: the image as it fills in, "
+          "top_k": "Top-k (0 = all)", "top_p": "Top-p", "steps": "Sampling steps", "schedule": "Mask schedule",
+          "randomness": "Randomness (Gumbel on confidence)", "cfg_schedule": "Guidance schedule",
+          "prefix": "Raster prefix (cells)"}
+TERSE = {"seed", "cfg", "temperature", "top_k", "top_p", "randomness"}   # the label says enough: no help line
+INTRO = ("Watch an autoregressive image model decode a picture step by step: the image as it fills in, "
          "the **order** in which each cell was decided, and the model's **confidence** in every code it chose.")
 HOW_TO_READ = ("**How to read it.** Each step the model picks a code for one or more cells of the token grid "
-               "and the tokenizer decodes the codes chosen so far. The order map colours every cell by the step "
-               "that decided it; the confidence map by the probability the model gave the code it picked, so dark "
-               "cells are where the picture could most easily have gone another way.")
+               "and the tokenizer decodes the codes chosen so far. A *raster* model decides one cell per network "
+               "call, row by row; a *masked* model scores every open cell at once and commits the most confident "
+               "ones, so a whole picture takes a handful of calls; the *hybrid* starts in raster order and lets the "
+               "masked model finish. The order map colours every cell by the step that decided it (the schedule "
+               "plot uses the same colours); the confidence map shows the probability the model gave the code it "
+               "picked, so dark cells are where the picture could most easily have gone another way.")
 CSS = """
 .pixelated img { image-rendering: pixelated; }
 .legend p { font-size: 0.85em; opacity: 0.8; margin: 0; text-align: center; }
@@ -64,6 +71,8 @@ def load_models(root: Path) -> dict[str, dict]:
 MODELS = load_models(ROOT)
 EXTRA = sorted({c for d in MODELS.values() for c in d["controls"]} - set(CORE) - NOT_IN_UI)
 UI_CONTROLS = CORE + tuple(EXTRA)  # later paradigms' controls get a widget and are appended to /generate
+# Where the sliders sit on the page (the /generate order above stays fixed): the paradigm's own levers first.
+LAYOUT = ["prefix", "steps", "schedule", "randomness", "cfg", "cfg_schedule", "temperature", "top_k", "top_p"]
 
 
 def model_info(name: str | None) -> str:
@@ -100,7 +109,8 @@ def make_widget(name: str, spec: dict | None):
 def on_model_change(name: str | None):
     controls = MODELS.get(name, {}).get("controls", {})
     updates = [gr.update(**widget_props(c, controls.get(c))) for c in UI_CONTROLS]
-    return [model_info(name), *updates, gr.update(visible="seed" in controls)]
+    return [model_info(name), *updates, gr.update(visible="seed" in controls),
+            gr.update(visible="steps" in controls, value=None)]
 
 
 def random_seed(name: str | None) -> int:
@@ -132,11 +142,12 @@ def render(frame):
     scale = max(1, math.ceil(MIN_PX / frame.image.shape[-1]))
     image = frame.pil(0, scale)
     px = max(image.width, MIN_PX)
-    return image, order_map(frame, 0, px), confidence_map(frame, 0, px), stats_line(frame)
+    schedule = schedule_plot(frame, 900, 150) if frame.schedule is not None else None
+    return image, order_map(frame, 0, px), confidence_map(frame, 0, px), schedule, stats_line(frame)
 
 
 def generate(model, class_name, seed, cfg, temperature, top_k, top_p, *extra):
-    """Stream (image, order map, confidence map, stats) after every decoded token."""
+    """Stream (image, order map, confidence map, schedule plot or None, stats) after every step."""
     takes = check_model(model)["controls"]
     given = dict(zip(UI_CONTROLS, (class_name, seed, cfg, temperature, top_k, top_p, *extra)))
     values = {k: v for k, v in given.items() if k in takes}
@@ -147,6 +158,11 @@ def generate(model, class_name, seed, cfg, temperature, top_k, top_p, *extra):
     except (ValueError, CheckpointError) as e:  # a bad control or a broken checkpoint: say which
         logger.info("rejected request: %s", e)
         raise gr.Error(str(e)) from None
+
+
+# /generate's parameters are named after the controls present, so API clients can pass them by keyword.
+generate.__signature__ = inspect.Signature(
+    [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in ("model", "class_name", *UI_CONTROLS[1:])])
 
 
 def view(label: str, elem_id: str, buttons: list | None = None, legend: str | None = None) -> gr.Image:
@@ -173,19 +189,22 @@ def controls_column(first: str | None):
         run = gr.Button("Generate", variant="primary", scale=2, min_width=100, interactive=bool(MODELS))
         stop = gr.Button("Stop", variant="stop", scale=1, min_width=80)
     with gr.Group():
-        for name in UI_CONTROLS[2:]:
+        placed = [c for c in LAYOUT if c in UI_CONTROLS] + [c for c in UI_CONTROLS[2:] if c not in LAYOUT]
+        for name in placed:
             widgets[name] = make_widget(name, controls.get(name))
     return model, info, [widgets[c] for c in UI_CONTROLS], dice, run, stop
 
 
-def outputs_column():
+def outputs_column(visible_schedule: bool):
     with gr.Row():
         image = view("Image", "decoded", ["download"], legend="grey = not decided yet")
         order = view("Decoding order", "order", legend="dark = decided early, yellow = late")
         conf = view("Confidence", "confidence", legend="dark = low probability, yellow = high")
+    schedule = gr.Image(label="Schedule", format="png", height=150, interactive=False, elem_id="schedule",
+                        buttons=[], visible=visible_schedule)
     stats = gr.Markdown("Pick a class and press **Generate**.", elem_id="stats")
     gr.Markdown(HOW_TO_READ, elem_classes="info")
-    return image, order, conf, stats
+    return image, order, conf, schedule, stats
 
 
 def build() -> gr.Blocks:
@@ -199,8 +218,8 @@ def build() -> gr.Blocks:
             with gr.Column(scale=1, min_width=330):
                 model, info, widgets, dice, run, stop = controls_column(first)
             with gr.Column(scale=3):
-                outputs = outputs_column()
-        model.change(on_model_change, model, [info, *widgets, dice], api_visibility="private")
+                outputs = outputs_column("steps" in MODELS.get(first, {}).get("controls", {}))
+        model.change(on_model_change, model, [info, *widgets, dice, outputs[3]], api_visibility="private")
         dice.click(random_seed, model, widgets[1], api_visibility="private")
         # preprocess=False: raw values go to the pipeline, whose errors name the control at fault.
         event = run.click(generate, [model, *widgets], list(outputs), api_name="generate", preprocess=False,

@@ -7,6 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
+from .cli_controls import add_sampling_flags, parse_sweep, sampling_values
+
 
 def _data(args):
     from .data import build_emoji
@@ -23,10 +25,17 @@ def _train(args):
         from .train.classifier import train_classifier
         metrics = train_classifier(args.out, size=args.size, steps=args.steps, batch=args.batch, lr=args.lr,
                                    seed=args.seed, run_dir=args.run_dir, cpu=args.cpu)
+    elif args.what == "hybrid":
+        from .train.hybrid import compose_hybrid
+        if args.raster is None or args.masked is None:
+            raise ValueError("train hybrid needs --raster FOLDER and --masked FOLDER")
+        metrics = compose_hybrid(args.out, raster=args.raster, masked=args.masked)
     else:
         from .train.generator import train_generator
-        metrics = train_generator(args.out, tokenizer=args.tokenizer, steps=args.steps, batch=args.batch,
-                                  lr=args.lr, preset=args.preset, seed=args.seed, run_dir=args.run_dir, cpu=args.cpu)
+        metrics = train_generator(args.out, tokenizer=args.tokenizer, paradigm=args.paradigm, steps=args.steps,
+                                  batch=args.batch,
+                                  lr=args.lr, preset=args.preset, dropout=args.dropout, flip=not args.no_flip,
+                                  seed=args.seed, run_dir=args.run_dir, cpu=args.cpu)
     print(json.dumps(metrics))
 
 
@@ -52,24 +61,51 @@ def _grid(args):
 
 
 def _eval(args):
-    from .eval import run
+    from .eval import report, run
+    command = "python -m mindmap " + " ".join(sys.argv[1:])
     if args.tokenizer:
-        print(json.dumps(run.eval_tokenizer(args.tokenizer, args.root)))
+        names = run.list_tokenizers(args.root) if args.tokenizer == "all" else [args.tokenizer]
+        rows = [run.eval_tokenizer(name, args.root) for name in names]
+        table = report.tokenizer_table(rows)
+        if args.write:
+            report.write_section(args.write, "TOKENIZERS", f"Measured by `{command}`:\n\n{table}")
+        print(table if args.markdown else json.dumps(rows[0] if len(rows) == 1 else rows))
         return
     if args.all:
-        from .registry import list_models
-        rows = [run.eval_generator(m.name, n=args.n, seed=args.seed, root=args.root) for m in list_models(args.root)]
-        print(run.markdown_table(rows) if args.markdown else json.dumps(rows))
-        return
-    if not args.model:
-        raise ValueError("eval needs --model NAME, --tokenizer NAME or --all")
-    row = run.eval_generator(args.model, n=args.n, seed=args.seed, root=args.root)
-    print(run.markdown_table([row]) if args.markdown else json.dumps(row))
+        rows = run.eval_all(n=args.n, seed=args.seed, root=args.root)
+    elif args.model:
+        given = sampling_values(args)
+        rows = [run.eval_generator(args.model, n=args.n, seed=args.seed, root=args.root, controls={**given, **v})
+                for v in parse_sweep(args.sweep) or [{}]]
+    else:
+        raise ValueError("eval needs --model NAME, --tokenizer NAME|all or --all")
+    table = report.generator_table(rows)
+    if args.write:
+        report.update_cards(rows, command, args.root)
+        if args.all:
+            report.write_section(args.write, "RESULTS", f"Measured by `{command}` ({rows[0]['n']} samples per row, "
+                                 "spread evenly over the 99 classes):\n\n" + table)
+            report.plot_quality_speed(rows, Path(args.write).parent / "assets" / "quality_speed.png")
+    print(table if args.markdown else json.dumps(rows[0] if len(rows) == 1 else rows))
 
 
 def _bench(args):
     from .bench import bench
-    print(json.dumps(bench(args.model, batch=args.batch, repeats=args.repeats, root=args.root), indent=None if args.json else 2))
+    against = [a.strip() for a in args.against.split(",") if a.strip()] if args.against else []
+    out = bench(args.model, batch=args.batch, repeats=args.repeats, root=args.root, controls=sampling_values(args),
+                sweep=parse_sweep(args.sweep), against=against)
+    if args.markdown or args.write:
+        from .bench import markdown_table
+        table = markdown_table(out)
+        if args.write:
+            from .eval.report import write_section
+            command = "python -m mindmap " + " ".join(sys.argv[1:])
+            write_section(args.write, "BENCH", f"Measured by `{command}` ({out['device']}, {out['threads']} threads, "
+                          f"batch {out['batch']}, median of {args.repeats} runs):\n\n{table}")
+        if args.markdown:
+            print(table)
+            return
+    print(json.dumps(out, indent=None if args.json else 2))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -84,12 +120,17 @@ def _parser() -> argparse.ArgumentParser:
     d.set_defaults(func=_data)
 
     t = sub.add_parser("train", help="train a tokenizer, a generator or the eval classifier; resumable")
-    t.add_argument("what", choices=["tokenizer", "generator", "classifier"])
+    t.add_argument("what", choices=["tokenizer", "generator", "classifier", "hybrid"])
     t.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
     t.add_argument("--size", type=int, default=32, help="image size in px (tokenizer)")
     t.add_argument("--codebook-size", type=int, default=512)
     t.add_argument("--tokenizer", type=Path, help="tokenizer checkpoint folder (generator)")
+    t.add_argument("--raster", type=Path, help="raster checkpoint folder (hybrid)")
+    t.add_argument("--masked", type=Path, help="masked checkpoint folder (hybrid)")
+    t.add_argument("--paradigm", default="raster", help="generator: raster or masked")
     t.add_argument("--preset", default="small", help="generator size preset")
+    t.add_argument("--dropout", type=float, default=0.1, help="residual dropout (generator)")
+    t.add_argument("--no-flip", action="store_true", help="no horizontal-flip augmentation (generator)")
     t.add_argument("--steps", type=int, default=1500)
     t.add_argument("--batch", type=int, default=64)
     t.add_argument("--lr", type=float, default=1e-3)
@@ -108,14 +149,11 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--class", dest="class_name", help="subcategory, e.g. face-smiling")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--out", type=Path, required=True, help="PNG to write")
-    g.add_argument("--cfg", type=float)
-    g.add_argument("--temperature", type=float)
-    g.add_argument("--top-k", type=int)
-    g.add_argument("--top-p", type=float)
     g.add_argument("--frames", type=Path, help="folder for one PNG per streamed frame")
     g.add_argument("--gif", type=Path, help="animated GIF of the decoding")
     g.add_argument("--scale", type=int, default=1, help="nearest-neighbour upscale of the written PNG")
     g.add_argument("--root", type=Path, default=None, help="checkpoints folder")
+    add_sampling_flags(g)
     g.set_defaults(func=_generate)
 
     r = sub.add_parser("grid", help="a labelled grid of samples: rows = classes, columns = batch draws")
@@ -123,29 +161,38 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--classes", required=True, help="comma-separated subcategories")
     r.add_argument("--seeds", type=int, default=8, help="images per class (one batch)")
     r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--cfg", type=float)
     r.add_argument("--scale", type=int, default=3)
     r.add_argument("--out", type=Path, required=True)
     r.add_argument("--root", type=Path, default=None, help="checkpoints folder")
+    add_sampling_flags(r)
     r.set_defaults(func=_grid)
 
     e = sub.add_parser("eval", help="quality: FD-emoji, class consistency, precision/recall, memorisation")
     e.add_argument("--model", help="a generator to sample and score")
-    e.add_argument("--tokenizer", help="a tokenizer folder under checkpoints/ to score on held-out emoji")
+    e.add_argument("--tokenizer", help="a tokenizer folder under checkpoints/ (or `all`) to score on held-out emoji")
     e.add_argument("--all", action="store_true", help="every generator")
     e.add_argument("--n", type=int, default=990, help="samples, spread evenly over the classes")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--json", action="store_true", help="JSON output (the default unless --markdown)")
     e.add_argument("--markdown", action="store_true", help="a results table")
     e.add_argument("--root", type=Path, default=None, help="checkpoints folder")
+    e.add_argument("--sweep", help="one row per value, e.g. steps=4,8,16 (with --model)")
+    e.add_argument("--write", type=Path, help="put the results in this README (between its markers), the model "
+                   "cards and assets/quality_speed.png")
+    add_sampling_flags(e)
     e.set_defaults(func=_eval)
 
-    b = sub.add_parser("bench", help="speed: real sampler vs the naive full-recompute one")
+    b = sub.add_parser("bench", help="speed: real sampler vs its naive baseline (and a sweep, other models)")
     b.add_argument("--model", required=True)
     b.add_argument("--batch", type=int, default=1)
     b.add_argument("--repeats", type=int, default=3)
     b.add_argument("--json", action="store_true", help="one JSON line")
     b.add_argument("--root", type=Path, default=None, help="checkpoints folder")
+    b.add_argument("--sweep", help="also measure at these values of one control, e.g. steps=4,8,16")
+    b.add_argument("--markdown", action="store_true", help="a table instead of JSON")
+    b.add_argument("--write", type=Path, help="put the table in this README, between its BENCH markers")
+    b.add_argument("--against", help="comma-separated models measured in the same run, e.g. raster-emoji32")
+    add_sampling_flags(b)
     b.set_defaults(func=_bench)
     return p
 

@@ -1,4 +1,10 @@
-"""`mindmap bench`: speed of the real sampler and of the naive one, measured in the same run."""
+"""`mindmap bench`: speed of the real sampler and of a naive one, measured in the same run.
+
+The naive baseline is each paradigm's own (`Paradigm.naive`): the raster sampler without its KV cache
+(the whole prefix recomputed every step); masked decoding committing one cell per call. `--sweep`
+adds rows at other values of one control (e.g. masked steps 4, 8, 16) and `--against` measures
+other models at their defaults in the same run, so every ratio comes from one sitting.
+"""
 from __future__ import annotations
 
 import statistics
@@ -14,14 +20,14 @@ def _sync(pipe):
         torch.cuda.synchronize()
 
 
-def _time_run(pipe, cached: bool, batch: int, seed: int) -> tuple[float, float, int]:
+def _time_run(pipe, batch: int, seed: int, values: dict) -> tuple[float, float, int]:
     """(seconds for a whole run without previews, ms to the first preview of a streamed run, calls)."""
     t0 = time.perf_counter()
-    frame = pipe(cached=cached, batch=batch, seed=seed)
+    frame = pipe(batch=batch, seed=seed, **values)
     _sync(pipe)
     seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
-    stream = pipe.stream(cached=cached, batch=batch, seed=seed)  # previews as the app shows them
+    stream = pipe.stream(batch=batch, seed=seed, **values)  # previews as the app shows them
     next(stream)
     _sync(pipe)
     first_ms = (time.perf_counter() - t0) * 1000
@@ -29,24 +35,63 @@ def _time_run(pipe, cached: bool, batch: int, seed: int) -> tuple[float, float, 
     return seconds, first_ms, frame.network_calls
 
 
-def _measure(pipe, cached: bool, batch: int, repeats: int) -> dict:
-    _time_run(pipe, cached, batch, seed=0)  # warm-up
-    runs = [_time_run(pipe, cached, batch, seed=1 + r) for r in range(repeats)]
+def measure(pipe, batch: int, repeats: int, values: dict) -> dict:
+    """Median of `repeats` runs after one warm-up; `values` are controls (plus `cached=False` for no KV cache)."""
+    _time_run(pipe, batch, 0, values)  # warm-up
+    runs = [_time_run(pipe, batch, 1 + r, values) for r in range(repeats)]
     seconds = statistics.median(r[0] for r in runs)
-    tokens = batch * pipe.tokenizer.grid ** 2
-    return {"seconds": round(seconds, 4), "tokens_per_s": round(tokens / seconds, 2),
-            "images_per_s": round(batch / seconds, 3), "first_frame_ms": round(statistics.median(r[1] for r in runs), 2),
-            "network_calls": runs[0][2]}
+    tokens = batch * pipe.cells
+    return {"controls": dict(values), "seconds": round(seconds, 4), "seconds_per_image": round(seconds / batch, 4),
+            "tokens_per_s": round(tokens / seconds, 2), "images_per_s": round(batch / seconds, 3),
+            "first_frame_ms": round(statistics.median(r[1] for r in runs), 2), "network_calls": runs[0][2]}
 
 
-def bench(model: str, batch: int = 1, repeats: int = 3, root=None) -> dict:
-    """Median of `repeats` runs (after one warm-up) at the model's default controls."""
+def bench_one(pipe, batch: int, repeats: int, controls: dict) -> dict:
+    """The real sampler at `controls` and the paradigm's naive baseline, measured back to back."""
+    real = measure(pipe, batch, repeats, controls)
+    naive = measure(pipe, batch, repeats, {**controls, **pipe.paradigm.naive(pipe)})
+    return {"model": pipe.name, "paradigm": pipe.manifest["paradigm"], **real, "baseline": naive,
+            "speedup": round(naive["seconds"] / real["seconds"], 2)}
+
+
+def bench(model: str, batch: int = 1, repeats: int = 3, root=None, controls: dict | None = None,
+          sweep: list[dict] | None = None, against: list[str] | None = None) -> dict:
+    """The model at its defaults (plus `controls`) with its naive baseline, a sweep, and other models."""
     if not 1 <= repeats <= 100:
         raise ValueError(f"--repeats must be an integer in [1, 100], got {repeats}")
+    controls = dict(controls or {})
     pipe = load_pipeline(model, root)
-    pipe.controls(batch=batch)  # validates the batch size
-    real = _measure(pipe, True, batch, repeats)
-    naive = _measure(pipe, False, batch, repeats)
-    return {"model": model, "device": str(pipe.device), "threads": torch.get_num_threads(), "batch": batch,
-            "tokens_per_image": pipe.tokenizer.grid ** 2, **real, "baseline": naive,
-            "speedup": round(naive["seconds"] / real["seconds"], 2)}
+    pipe.controls(batch=batch, **controls)  # validates before any timing
+    for values in sweep or []:
+        pipe.controls(**{**controls, **values})
+    others = [load_pipeline(name, root) for name in against or []]
+    for other in others:
+        if other.cells != pipe.cells:
+            raise ValueError(f"--against {other.name} has {other.cells} tokens per image, {model} has {pipe.cells}")
+    out = {"device": str(pipe.device), "threads": torch.get_num_threads(), "batch": batch,
+           "tokens_per_image": pipe.cells, **bench_one(pipe, batch, repeats, controls)}
+    if sweep:
+        out["sweep"] = [measure(pipe, batch, repeats, {**controls, **values}) for values in sweep]
+    if others:
+        out["against"] = {o.name: bench_one(o, batch, repeats, {}) for o in others}
+        for row in out["against"].values():
+            row["ratio"] = round(row["seconds"] / out["seconds"], 2)   # > 1: the benched model is faster
+    return out
+
+
+def _row(name: str, r: dict, note: str = "") -> str:
+    controls = ", ".join(f"{k}={v}" for k, v in r["controls"].items()) or "defaults"
+    return (f"| {name} | {controls}{note} | {r['network_calls']} | {r['seconds_per_image']:.4f} | "
+            f"{r['images_per_s']:.2f} | {r['tokens_per_s']:.0f} | {r['first_frame_ms']:.1f} |")
+
+
+def markdown_table(out: dict) -> str:
+    """One bench run as a table: each model at its defaults, its naive baseline, the sweep."""
+    head = ("| model | controls | network calls | s/image | images/s | tokens/s | first preview (ms) |\n"
+            "|---|---|---|---|---|---|---|")
+    rows = []
+    for r in [out, *out.get("against", {}).values()]:
+        rows.append(_row(r["model"], r))
+        rows.append(_row(r["model"], r["baseline"], f" — naive baseline, {r['speedup']:.1f}x slower"))
+    rows += [_row(out["model"], r) for r in out.get("sweep", [])]
+    return "\n".join([head, *rows])

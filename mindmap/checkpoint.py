@@ -52,9 +52,22 @@ def write_manifest(folder: Path, manifest: dict):
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
 
 
+def component_path(folder: Path, name: str) -> Path:
+    """Where a manifest's component lives: inside `folder`, or in a sibling checkpoint (`../other/part`).
+
+    A model made of other models (the hybrid) names their parts instead of copying the weights; a
+    path that would leave the checkpoints root is refused.
+    """
+    folder = Path(folder).resolve()
+    sub = (folder / name).resolve()
+    if Path(name).is_absolute() or not sub.is_relative_to(folder.parent):
+        raise CheckpointError(f"{folder / MANIFEST}: component path {name!r} leaves the checkpoints folder")
+    return sub
+
+
 def load_component(folder: Path, name: str, cls):
     """Load `folder/name` as `cls` (a diffusers ModelMixin) from safetensors only."""
-    sub = Path(folder) / name
+    sub = component_path(folder, name)
     for f in ("config.json", WEIGHTS):
         if not (sub / f).is_file():
             raise CheckpointError(f"{sub / f}: missing")

@@ -4,12 +4,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from .cli_controls import sampling_values
 from .registry import load_pipeline
 from .viz import panel, save_gif
-
-# CLI flag attribute -> control name; flags left unset take the model's defaults.
-CONTROL_FLAGS = {"class_name": "class", "seed": "seed", "cfg": "cfg", "temperature": "temperature",
-                 "top_k": "top_k", "top_p": "top_p"}
 
 
 def generate(args) -> dict:
@@ -18,7 +15,9 @@ def generate(args) -> dict:
     if args.out.suffix.lower() != ".png":
         raise ValueError(f"--out must be a .png file, got {args.out}")
     pipe = load_pipeline(args.model, args.root)
-    values = {name: getattr(args, flag) for flag, name in CONTROL_FLAGS.items() if getattr(args, flag) is not None}
+    values = {"seed": args.seed, **sampling_values(args)}
+    if args.class_name is not None:
+        values["class"] = args.class_name
     controls = pipe.controls(**values)  # validate before any work or file is touched
     want_frames = args.frames is not None or args.gif is not None
     t0 = time.perf_counter()

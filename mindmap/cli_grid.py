@@ -1,6 +1,7 @@
 """`mindmap grid`: a labelled sample grid (rows = classes, columns = seeds) for READMEs and comparisons."""
 from __future__ import annotations
 
+from .cli_controls import sampling_values
 from .controls import MAX_BATCH
 from .registry import load_pipeline
 from .viz import grid_image
@@ -17,7 +18,7 @@ def grid(args) -> dict:
     pipe = load_pipeline(args.model, args.root)
     rows = []
     for name in classes:
-        frame = pipe(**{"class": name}, seed=args.seed, batch=args.seeds, cfg=args.cfg)
+        frame = pipe(**{"class": name}, seed=args.seed, batch=args.seeds, **sampling_values(args))
         rows.append(list(frame.image))
     grid_image(rows, classes, scale=args.scale).save(args.out)
     return {"model": args.model, "classes": classes, "seeds": args.seeds, "out": str(args.out)}

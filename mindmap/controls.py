@@ -5,9 +5,12 @@ non-zero, the app shows it as an error.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, fields
 from typing import Any
+
+from .sampling import CFG_SCHEDULES, SCHEDULES
 
 MAX_SEED = 2**31 - 1
 MAX_BATCH = 16
@@ -76,6 +79,30 @@ def token_sampling_controls(vocab_size: int, cfg: float = 3.0) -> list[Control]:
             Control("top_p", "float", 1.0, 0.01, 1.0, help="nucleus: smallest set with this mass")]
 
 
+def parallel_controls(n_cells: int, steps: int = 8) -> list[Control]:
+    """The controls of confidence-ordered parallel decoding (MaskGIT)."""
+    return [Control("steps", "int", min(steps, n_cells), 1, n_cells, help="decoding steps (network calls)"),
+            Control("schedule", "choice", "cosine", choices=SCHEDULES, help="share of cells still masked per step"),
+            Control("randomness", "float", 4.5, 0.0, 20.0,
+                    help="Gumbel noise on the confidence ranking, annealed to 0 (MaskGIT's choice temperature)"),
+            Control("cfg_schedule", "choice", "linear", choices=CFG_SCHEDULES,
+                    help="guidance constant, or ramped up to cfg over the steps")]
+
+
+def prefix_control(n_cells: int, default: int) -> Control:
+    return Control("prefix", "int", default, 0, n_cells,
+                   help="cells decoded in raster order first (0 = pure masked, all = pure raster)")
+
+
+def with_defaults(specs: list[Control], defaults: dict) -> list[Control]:
+    """Replace spec defaults by a model's own (its manifest's `defaults`), each validated by its spec."""
+    by_name = {s.name: s for s in specs}
+    unknown = sorted(set(defaults) - set(by_name))
+    if unknown:
+        raise ValueError(f"default for unknown control {unknown[0]!r}")
+    return [dataclasses.replace(s, default=s.validate(defaults[s.name])) if s.name in defaults else s for s in specs]
+
+
 @dataclass(frozen=True)
 class Controls:
     """One request, validated. Fields a paradigm does not use stay None."""
@@ -87,6 +114,11 @@ class Controls:
     temperature: float | None = None
     top_k: int | None = None
     top_p: float | None = None
+    steps: int | None = None
+    schedule: str | None = None
+    randomness: float | None = None
+    cfg_schedule: str | None = None
+    prefix: int | None = None
 
     @classmethod
     def resolve(cls, specs: list[Control], values: dict, classes: list[str] | None = None) -> "Controls":

@@ -1,7 +1,7 @@
 """Frame: what a sampler yields after every (streamed) step. The last one is the result."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -19,6 +19,8 @@ class Frame:
     total: int                 # steps in the whole run
     network_calls: int         # generator forward passes so far (a CFG pair of 2B rows is one call)
     elapsed: float             # seconds since the sampler started
+    schedule: list[int] | None = None   # cells committed at each step so far (parallel samplers)
+    views: dict = field(default_factory=dict)  # paradigm-specific pictures' data (depth strip, scales...)
 
     @property
     def done(self) -> bool:

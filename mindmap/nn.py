@@ -96,22 +96,23 @@ class Attention(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, dim: int, n_heads: int):
+    def __init__(self, dim: int, n_heads: int, dropout: float = 0.0):
         super().__init__()
         self.attn_norm, self.attn = RMSNorm(dim), Attention(dim, n_heads)
         self.ffn_norm, self.ffn = RMSNorm(dim), SwiGLU(dim)
+        self.drop = nn.Dropout(dropout)  # residual dropout: the emoji set is small and easy to memorise
 
     def forward(self, x, angles, mask, pos=None):
-        x = x + self.attn(self.attn_norm(x), angles, mask, pos)
-        return x + self.ffn(self.ffn_norm(x))
+        x = x + self.drop(self.attn(self.attn_norm(x), angles, mask, pos))
+        return x + self.drop(self.ffn(self.ffn_norm(x)))
 
 
 class Transformer(nn.Module):
     """A stack of LLaMA blocks plus the final norm; the caller owns embeddings and heads."""
 
-    def __init__(self, dim: int, n_layers: int, n_heads: int):
+    def __init__(self, dim: int, n_layers: int, n_heads: int, dropout: float = 0.0):
         super().__init__()
-        self.blocks = nn.ModuleList(Block(dim, n_heads) for _ in range(n_layers))
+        self.blocks = nn.ModuleList(Block(dim, n_heads, dropout) for _ in range(n_layers))
         self.norm = RMSNorm(dim)
 
     def setup_caches(self, batch: int, max_len: int, device, dtype):

@@ -1,4 +1,4 @@
-"""Pipeline: tokenizer + generator + sampler defaults -> a stream of Frames.
+"""Pipeline: tokenizer + generator(s) + sampler defaults -> a stream of Frames.
 
 ```python
 pipe = Pipeline.from_pretrained("checkpoints/raster-emoji32")
@@ -6,6 +6,8 @@ for frame in pipe.stream(**{"class": "face-smiling"}, seed=3, cfg=3.0):
     ...                      # live previews
 image = pipe(**{"class": "face-smiling"}, seed=3).pil(scale=8)
 ```
+Each paradigm is one entry of `PARADIGMS`: the classes of its components, its controls, its sampler
+call and what its benchmark's naive baseline is.
 """
 from __future__ import annotations
 
@@ -17,10 +19,14 @@ from typing import Callable, Iterator
 
 import torch
 
-from .checkpoint import CheckpointError, load_component, read_manifest
-from .controls import Control, Controls, class_control, common_controls, token_sampling_controls
+from .checkpoint import CheckpointError, component_path, load_component, read_manifest
+from .controls import (Control, Controls, class_control, common_controls, parallel_controls, prefix_control,
+                       token_sampling_controls, with_defaults)
 from .frames import Frame
+from .generators.masked import MaskedGPT
 from .generators.raster import RasterGPT
+from .samplers.hybrid import sample_hybrid
+from .samplers.masked import sample_masked
 from .samplers.raster import sample_raster
 from .sampling import make_generator
 from .tokenizers.vq import VQTokenizer
@@ -30,11 +36,20 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Paradigm:
-    """How one paradigm is built and sampled: its classes, its controls, its sampler call."""
-    tokenizer_cls: type
-    generator_cls: type
+    """How one paradigm is built and sampled."""
+    components: dict[str, type]                                     # role in the manifest -> ModelMixin class
     controls: Callable[[dict, dict], list[Control]]                 # (manifest, tokenizer config) -> specs
     sample: Callable[..., Iterator[Frame]]                          # (pipe, controls, rng, preview_every, cached)
+    preview: Callable[[int], int]                                   # cells -> default steps between previews
+    naive: Callable[["Pipeline"], dict]                             # stream() arguments of the bench baseline
+
+
+def _cells(tok_config: dict) -> int:
+    return (tok_config["image_size"] // 2 ** (len(tok_config["block_out_channels"]) - 1)) ** 2
+
+
+def _labels(pipe: "Pipeline", c: Controls) -> torch.Tensor:
+    return torch.full((c.batch,), c.label, dtype=torch.long, device=pipe.device)
 
 
 def _raster_controls(manifest: dict, tok_config: dict) -> list[Control]:
@@ -43,12 +58,51 @@ def _raster_controls(manifest: dict, tok_config: dict) -> list[Control]:
 
 
 def _raster_sample(pipe: "Pipeline", c: Controls, rng, preview_every: int, cached: bool):
-    labels = torch.full((c.batch,), c.label, dtype=torch.long, device=pipe.device)
-    return sample_raster(pipe.generator, pipe.tokenizer, labels, rng, cfg=c.cfg, temperature=c.temperature,
+    return sample_raster(pipe.generator, pipe.tokenizer, _labels(pipe, c), rng, cfg=c.cfg, temperature=c.temperature,
                          top_k=c.top_k, top_p=c.top_p, preview_every=preview_every, cached=cached)
 
 
-PARADIGMS = {"raster": Paradigm(VQTokenizer, RasterGPT, _raster_controls, _raster_sample)}
+def _masked_controls(manifest: dict, tok_config: dict) -> list[Control]:
+    return [*_raster_controls(manifest, tok_config), *parallel_controls(_cells(tok_config))]
+
+
+def _parallel_args(c: Controls) -> dict:
+    return dict(steps=c.steps, schedule=c.schedule, randomness=c.randomness, cfg=c.cfg, cfg_schedule=c.cfg_schedule,
+                temperature=c.temperature, top_k=c.top_k, top_p=c.top_p)
+
+
+def _masked_sample(pipe: "Pipeline", c: Controls, rng, preview_every: int, cached: bool):
+    return sample_masked(pipe.generator, pipe.tokenizer, _labels(pipe, c), rng, preview_every=preview_every,
+                         **_parallel_args(c))
+
+
+def _hybrid_controls(manifest: dict, tok_config: dict) -> list[Control]:
+    n = _cells(tok_config)
+    return [*_masked_controls(manifest, tok_config), prefix_control(n, n // 4)]
+
+
+def _hybrid_sample(pipe: "Pipeline", c: Controls, rng, preview_every: int, cached: bool):
+    return sample_hybrid(pipe.parts["raster"], pipe.generator, pipe.tokenizer, _labels(pipe, c), rng, prefix=c.prefix,
+                         preview_every=preview_every, **_parallel_args(c))
+
+
+def _every_sixteenth(n: int) -> int:
+    return max(1, n // 16)
+
+
+def _every_step(n: int) -> int:
+    return 1
+
+
+PARADIGMS = {
+    "raster": Paradigm({"tokenizer": VQTokenizer, "generator": RasterGPT}, _raster_controls, _raster_sample,
+                       _every_sixteenth, lambda pipe: {"cached": False}),
+    # The naive parallel decoder commits one cell per call: as many calls as the raster model, each a full pass.
+    "masked": Paradigm({"tokenizer": VQTokenizer, "generator": MaskedGPT}, _masked_controls, _masked_sample,
+                       _every_step, lambda pipe: {"steps": pipe.cells}),
+    "hybrid": Paradigm({"tokenizer": VQTokenizer, "generator": MaskedGPT, "raster": RasterGPT}, _hybrid_controls,
+                       _hybrid_sample, _every_sixteenth, lambda pipe: {"prefix": 0, "steps": pipe.cells}),
+}
 
 
 def paradigm_of(manifest: dict, folder: Path) -> Paradigm:
@@ -56,22 +110,36 @@ def paradigm_of(manifest: dict, folder: Path) -> Paradigm:
         raise CheckpointError(f"{folder}: a {manifest.get('kind')} checkpoint, not a generator")
     if manifest["paradigm"] not in PARADIGMS:
         raise CheckpointError(f"{folder}: paradigm {manifest['paradigm']!r} is not supported by this version")
-    return PARADIGMS[manifest["paradigm"]]
+    paradigm = PARADIGMS[manifest["paradigm"]]
+    missing = sorted(set(paradigm.components) - set(manifest["components"]))
+    if missing:
+        raise CheckpointError(f"{Path(folder) / 'mindmap.json'}: no component {missing[0]!r} for a "
+                              f"{manifest['paradigm']} model")
+    return paradigm
 
 
 def tokenizer_config(folder: Path, manifest: dict) -> dict:
-    path = Path(folder) / manifest["components"]["tokenizer"] / "config.json"
+    path = component_path(folder, manifest["components"]["tokenizer"]) / "config.json"
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise CheckpointError(f"{path}: unreadable ({e})") from None
 
 
+def model_controls(folder: Path, manifest: dict) -> list[Control]:
+    """A model's control specs, with its manifest's own defaults (e.g. the measured best cfg)."""
+    specs = paradigm_of(manifest, folder).controls(manifest, tokenizer_config(folder, manifest))
+    try:
+        return with_defaults(specs, manifest.get("defaults", {}))
+    except ValueError as e:
+        raise CheckpointError(f"{Path(folder) / 'mindmap.json'}: bad defaults ({e})") from None
+
+
 class Pipeline:
-    def __init__(self, tokenizer, generator, manifest: dict, name: str = "model"):
-        self.tokenizer, self.generator, self.manifest, self.name = tokenizer, generator, manifest, name
+    def __init__(self, parts: dict, manifest: dict, specs: list[Control], name: str = "model"):
+        self.parts, self.manifest, self.specs, self.name = parts, manifest, specs, name
+        self.tokenizer, self.generator = parts["tokenizer"], parts["generator"]
         self.paradigm = PARADIGMS[manifest["paradigm"]]
-        self.specs = self.paradigm.controls(manifest, dict(tokenizer.config))
 
     @classmethod
     def from_pretrained(cls, folder, device: str | torch.device | None = None) -> "Pipeline":
@@ -79,14 +147,22 @@ class Pipeline:
         folder = Path(folder)
         manifest = read_manifest(folder)
         paradigm = paradigm_of(manifest, folder)
-        comps = manifest["components"]
-        tok = load_component(folder, comps["tokenizer"], paradigm.tokenizer_cls)
-        gen = load_component(folder, comps["generator"], paradigm.generator_cls)
+        parts = {role: load_component(folder, manifest["components"][role], klass)
+                 for role, klass in paradigm.components.items()}
         classes = manifest.get("classes") or []
-        if getattr(gen.config, "num_classes", len(classes)) != len(classes):
-            raise CheckpointError(f"{folder}: generator has {gen.config.num_classes} classes, manifest lists {len(classes)}")
+        grid, vocab = parts["tokenizer"].grid, parts["tokenizer"].vocab_size
+        for role, part in parts.items():
+            if role == "tokenizer":
+                continue
+            if part.config.num_classes != len(classes):
+                raise CheckpointError(f"{folder}: {role} has {part.config.num_classes} classes, "
+                                      f"the manifest lists {len(classes)}")
+            if (part.config.grid, part.config.vocab_size) != (grid, vocab):
+                raise CheckpointError(f"{folder}: {role} models a {part.config.grid}x{part.config.grid} grid of "
+                                      f"{part.config.vocab_size} codes, the tokenizer gives {grid}x{grid} of {vocab}")
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        return cls(tok.to(device), gen.to(device), manifest, name=folder.name)
+        parts = {role: part.to(device) for role, part in parts.items()}
+        return cls(parts, manifest, model_controls(folder, manifest), name=folder.name)
 
     @property
     def device(self) -> torch.device:
@@ -95,6 +171,10 @@ class Pipeline:
     @property
     def classes(self) -> list[str]:
         return self.manifest["classes"]
+
+    @property
+    def cells(self) -> int:
+        return self.tokenizer.grid ** 2
 
     def controls(self, **values) -> Controls:
         """Validate a request's controls (`class` may be passed as `class_name`)."""
@@ -105,11 +185,11 @@ class Pipeline:
     def stream(self, preview_every: int | None = None, cached: bool = True, **values) -> Iterator[Frame]:
         """Yield Frames while decoding; the last is the finished image.
 
-        preview_every: steps between previews (default: about 16 previews a run; 0 = final only).
+        preview_every: steps between previews (default: the paradigm's; 0 = final only).
+        cached=False: the benchmark's naive baseline where the paradigm has one (raster: no KV cache).
         """
         c = self.controls(**values)
-        n = self.tokenizer.grid ** 2
-        every = max(1, n // 16) if preview_every is None else int(preview_every)
+        every = self.paradigm.preview(self.cells) if preview_every is None else int(preview_every)
         rng = make_generator(c.seed, self.device)
         yield from self.paradigm.sample(self, c, rng, every, cached)
 

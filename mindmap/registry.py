@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .checkpoint import CheckpointError, default_root, read_manifest
-from .pipeline import Pipeline, paradigm_of, tokenizer_config
+from .pipeline import Pipeline, model_controls
 
 
 @dataclass(frozen=True)
@@ -17,7 +17,7 @@ class ModelEntry:
 
     def describe(self) -> dict:
         m = self.manifest
-        specs = paradigm_of(m, self.folder).controls(m, tokenizer_config(self.folder, m))
+        specs = model_controls(self.folder, m)
         return {"name": self.name, "paradigm": m["paradigm"], "conditioning": m.get("conditioning", "class"),
                 "image_size": m.get("image_size"), "grid": m.get("grid"),
                 "controls": {s.name: s.describe() for s in specs}}

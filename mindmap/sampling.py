@@ -5,6 +5,8 @@ multinomial draw from a `torch.Generator`. Nothing here syncs with the host.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -39,3 +41,48 @@ def sample(logits: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tens
 def make_generator(seed: int, device: torch.device | str) -> torch.Generator:
     """The one source of randomness for a request: same seed, same device -> same draws."""
     return torch.Generator(device=device).manual_seed(int(seed))
+
+
+# --- parallel (MaskGIT) decoding ------------------------------------------------------------------
+SCHEDULES = ("cosine", "arccos", "linear")
+CFG_SCHEDULES = ("constant", "linear")
+
+
+def open_fraction(schedule: str, r: float) -> float:
+    """Share of cells still masked once a fraction `r` of the steps is done (1 at r=0, 0 at r=1)."""
+    if schedule == "cosine":
+        return math.cos(math.pi / 2 * r)
+    if schedule == "arccos":
+        return math.acos(r) / (math.pi / 2)
+    if schedule == "linear":
+        return 1.0 - r
+    raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+
+
+def commit_counts(schedule: str, steps: int, n: int) -> list[int]:
+    """Cells committed at each of `steps` steps: every count >= 1, summing to `n` (needs steps <= n)."""
+    if not 1 <= steps <= max(n, 1):
+        raise ValueError(f"steps must be an integer in [1, {n}], got {steps}")
+    counts, open_before = [], n
+    for t in range(steps):
+        left = steps - t - 1                                   # steps still to come after this one
+        open_after = round(n * open_fraction(schedule, (t + 1) / steps)) if left else 0
+        open_after = max(min(open_after, open_before - 1), left)   # >= 1 now, >= 1 for each step left
+        counts.append(open_before - open_after)
+        open_before = open_after
+    return counts
+
+
+def cfg_at(cfg: float, schedule: str, t: int, steps: int) -> float:
+    """Guidance scale at step t of `steps`: constant, or ramped linearly up to `cfg` at the last step."""
+    if schedule == "constant":
+        return cfg
+    if schedule == "linear":
+        return 1.0 + (cfg - 1.0) * (t + 1) / steps
+    raise ValueError(f"cfg_schedule must be one of {CFG_SCHEDULES}, got {schedule!r}")
+
+
+def gumbel_noise(shape, generator: torch.Generator) -> torch.Tensor:
+    """Standard Gumbel draws, -log(-log U), from the request's generator."""
+    u = torch.rand(shape, generator=generator, device=generator.device)
+    return -torch.log(-torch.log(u.clamp(1e-20, 1.0 - 1e-7)))

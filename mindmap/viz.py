@@ -10,13 +10,18 @@ from typing import Iterable
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from .frames import Frame, to_pil
 
 # Viridis at five stops (dark blue -> green -> yellow), interpolated linearly.
 _VIRIDIS = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], dtype=np.float64)
 UNDECIDED = (128, 128, 128)
+
+
+def font(size: int = 12) -> ImageFont.ImageFont:
+    """Pillow's bundled scalable font (no system fonts needed)."""
+    return ImageFont.load_default(size=size)
 
 
 def colorize(values: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
@@ -65,17 +70,22 @@ def token_map(tokens: torch.Tensor, vocab_size: int, size: int = 256) -> Image.I
 
 
 def panel(frame: Frame, index: int = 0, size: int = 192) -> Image.Image:
-    """Image | order | confidence side by side, titled, with the step counter."""
+    """Image | order | confidence side by side, titled, with the step counter; parallel samplers add
+    their schedule underneath."""
     tiles = [("image", frame.pil(index).resize((size, size), Image.Resampling.NEAREST)),
              ("order", order_map(frame, index, size)), ("confidence", confidence_map(frame, index, size))]
     pad, title = 6, 16
-    out = Image.new("RGB", (len(tiles) * (size + pad) + pad, size + title + 2 * pad), "white")
+    width = len(tiles) * (size + pad) + pad
+    strip = schedule_plot(frame, width - 2 * pad, 110) if frame.schedule is not None else None
+    out = Image.new("RGB", (width, size + title + 2 * pad + (strip.height + pad if strip else 0)), "white")
     draw = ImageDraw.Draw(out)
     for k, (name, tile) in enumerate(tiles):
         x = pad + k * (size + pad)
         out.paste(tile, (x, title + pad))
         label = f"{name}  {frame.step}/{frame.total}" if k == 0 else name
-        draw.text((x, 3), label, fill=(30, 30, 30))
+        draw.text((x, 2), label, fill=(30, 30, 30), font=font(12))
+    if strip:
+        out.paste(strip, (pad, title + 2 * pad + size))
     return out
 
 
@@ -97,7 +107,38 @@ def grid_image(rows: list[list[torch.Tensor]], labels: list[str], scale: int = 3
     draw = ImageDraw.Draw(out)
     for r, (row, label) in enumerate(zip(rows, labels)):
         y = pad + r * (h + pad)
-        draw.text((4, y + h // 2 - 6), label, fill=(30, 30, 30))
+        draw.text((4, y + h // 2 - 7), label, fill=(30, 30, 30), font=font(12))
         for c, img in enumerate(row):
             out.paste(to_pil(img, scale), (label_width + c * (w + pad), y))
+    return out
+
+
+def schedule_plot(frame: Frame, width: int = 720, height: int = 150) -> Image.Image:
+    """Cells committed per step, one bar a step coloured as in the order map; planned steps hollow.
+
+    The plan comes from `frame.views["plan"]` (the whole schedule, known before decoding starts).
+    """
+    done = frame.schedule or []
+    plan = frame.views.get("plan", done)
+    out = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(out)
+    if not plan:
+        return out
+    left, bottom, top = 34, height - 18, 8
+    slot = (width - left - 6) / len(plan)
+    peak = max(plan)
+    colours = colorize(np.arange(len(plan), dtype=np.float64), 0, max(len(plan) - 1, 1))
+    for t, count in enumerate(plan):
+        x0 = left + t * slot + (1 if slot > 4 else 0)
+        x1 = max(x0 + 1, left + (t + 1) * slot - (1 if slot > 4 else 0) - 1)
+        y0 = bottom - (bottom - top) * count / peak
+        if t < len(done):
+            draw.rectangle([x0, y0, x1, bottom], fill=tuple(int(c) for c in colours[t]))
+        else:
+            draw.rectangle([x0, y0, x1, bottom], outline=(170, 170, 170))
+    draw.line([left, bottom, width - 4, bottom], fill=(90, 90, 90))
+    draw.text((4, top - 2), str(peak), fill=(60, 60, 60), font=font(11))
+    draw.text((4, bottom - 12), "0", fill=(60, 60, 60), font=font(11))
+    draw.text((left, bottom + 3), f"cells committed per step ({len(done)}/{len(plan)} steps done)", fill=(60, 60, 60),
+              font=font(11))
     return out

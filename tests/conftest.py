@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny random raster checkpoint so pipeline/CLI tests run in seconds on CPU."""
+"""Shared fixtures: tiny random checkpoints (raster, masked, hybrid) so pipeline/CLI tests run in seconds on CPU."""
 from __future__ import annotations
 
 import os
@@ -12,7 +12,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from mindmap.checkpoint import write_manifest  # noqa: E402
-from mindmap.generators.raster import PRESETS, RasterGPT  # noqa: E402
+from mindmap.generators.base import PRESETS  # noqa: E402
+from mindmap.generators.masked import MaskedGPT  # noqa: E402
+from mindmap.generators.raster import RasterGPT  # noqa: E402
+from mindmap.train.hybrid import compose_hybrid  # noqa: E402
 from mindmap.tokenizers.vq import VQTokenizer  # noqa: E402
 
 TINY_CLASSES = ["face-smiling", "animal-mammal", "food-fruit"]
@@ -29,10 +32,16 @@ def tiny_raster(seed: int = 0, grid: int = 8) -> RasterGPT:
     return RasterGPT(vocab_size=32, num_classes=len(TINY_CLASSES), grid=grid, **PRESETS["tiny"]).eval()
 
 
-def write_tiny_checkpoint(folder: Path) -> Path:
+def tiny_masked(seed: int = 0, grid: int = 8) -> MaskedGPT:
+    torch.manual_seed(seed)
+    return MaskedGPT(vocab_size=32, num_classes=len(TINY_CLASSES), grid=grid, **PRESETS["tiny"]).eval()
+
+
+def write_tiny_checkpoint(folder: Path, paradigm: str = "raster") -> Path:
     tiny_tokenizer().save_pretrained(folder / "tokenizer", safe_serialization=True)
-    tiny_raster().save_pretrained(folder / "generator", safe_serialization=True)
-    write_manifest(folder, {"kind": "generator", "paradigm": "raster", "conditioning": "class",
+    generator = tiny_raster() if paradigm == "raster" else tiny_masked()
+    generator.save_pretrained(folder / "generator", safe_serialization=True)
+    write_manifest(folder, {"kind": "generator", "paradigm": paradigm, "conditioning": "class",
                             "components": {"tokenizer": "tokenizer", "generator": "generator"},
                             "image_size": 16, "grid": 8, "classes": TINY_CLASSES})
     return folder
@@ -40,9 +49,11 @@ def write_tiny_checkpoint(folder: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_root(tmp_path_factory) -> Path:
-    """A checkpoints root holding one tiny raster model, `tiny-raster`."""
+    """A checkpoints root holding `tiny-raster`, `tiny-masked` and `tiny-hybrid` (made of the other two)."""
     root = tmp_path_factory.mktemp("checkpoints")
     write_tiny_checkpoint(root / "tiny-raster")
+    write_tiny_checkpoint(root / "tiny-masked", "masked")
+    compose_hybrid(root / "tiny-hybrid", raster=root / "tiny-raster", masked=root / "tiny-masked")
     return root
 
 
@@ -50,3 +61,15 @@ def tiny_root(tmp_path_factory) -> Path:
 def tiny_pipe(tiny_root):
     from mindmap.pipeline import Pipeline
     return Pipeline.from_pretrained(tiny_root / "tiny-raster", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def masked_pipe(tiny_root):
+    from mindmap.pipeline import Pipeline
+    return Pipeline.from_pretrained(tiny_root / "tiny-masked", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def hybrid_pipe(tiny_root):
+    from mindmap.pipeline import Pipeline
+    return Pipeline.from_pretrained(tiny_root / "tiny-hybrid", device="cpu")

@@ -22,11 +22,26 @@ def test_generate_streams_every_token(tiny_app):
     job = client(tiny_app).submit(**TINY, api_name="/generate")
     updates = list(job)
     assert len(updates) >= 3
-    image, order, confidence, stats = updates[-1]
+    image, order, confidence, schedule, stats = updates[-1]
     for path in (image, order, confidence):
         with Image.open(path) as im:
             assert im.size == (16 * 16, 16 * 16)  # 16 px tiny images upscaled to 256 px
+    assert schedule is None                   # one cell per step: no schedule to plot
     assert "step 64/64" in stats and "tokens/s" in stats
+
+
+@pytest.mark.parametrize("model, extra, updates_expected, stats_end", [
+    ("tiny-masked", {"steps": 6}, 6, "step 6/6** · 6 network calls"),
+    ("tiny-hybrid", {"steps": 4, "prefix": 8}, 12, "step 12/12** · 12 network calls"),
+])
+def test_parallel_models_stream_every_step_with_a_schedule(tiny_app, model, extra, updates_expected, stats_end):
+    job = client(tiny_app).submit(**{**TINY, "model": model, **extra}, api_name="/generate")
+    updates = list(job)
+    assert len(updates) == updates_expected
+    *_, schedule, stats = updates[-1]
+    assert stats_end in stats
+    with Image.open(schedule) as im:
+        assert im.size == (900, 150)
 
 
 @pytest.mark.parametrize("bad, control", [({"cfg": 0.2}, "cfg"), ({"class_name": "not-a-class"}, "class"),
@@ -63,16 +78,17 @@ def test_shipped_model_offers_99_classes_and_draws_256px():
 def test_controls_a_model_does_not_take_are_hidden(monkeypatch, tiny_root):
     import app
     from mindmap.registry import list_models
-    raster = list_models(tiny_root)[0].describe()
+    raster = next(m for m in list_models(tiny_root) if m.name == "tiny-raster").describe()
     other = {**raster, "paradigm": "other", "controls": {"seed": raster["controls"]["seed"],
                                                          "steps": {"type": "int", "default": 8, "min": 1, "max": 64}}}
     monkeypatch.setattr(app, "MODELS", {"tiny-raster": raster, "other": other})
     monkeypatch.setattr(app, "UI_CONTROLS", app.CORE + ("steps",))
-    info, *updates, dice = app.on_model_change("other")
+    info, *updates, dice, schedule = app.on_model_change("other")
     visible = {name: u["visible"] for name, u in zip(app.UI_CONTROLS, updates)}
     assert visible == {"class": False, "seed": True, "cfg": False, "temperature": False, "top_k": False,
                        "top_p": False, "steps": True}
-    assert "other" in info and dice["visible"]
-    _, *updates, _ = app.on_model_change("tiny-raster")
+    assert "other" in info and dice["visible"] and schedule["visible"]
+    _, *updates, _, schedule = app.on_model_change("tiny-raster")
+    assert not schedule["visible"]
     cfg = dict(zip(app.UI_CONTROLS, updates))["cfg"]
     assert cfg["visible"] and (cfg["minimum"], cfg["maximum"], cfg["value"]) == (1.0, 10.0, 3.0)

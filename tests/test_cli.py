@@ -21,8 +21,11 @@ def cli(*args, check=True):
 
 def test_models_json(tiny_root):
     models = json.loads(cli("models", "--json", "--root", tiny_root).stdout)
-    assert [m["name"] for m in models] == ["tiny-raster"]
-    m = models[0]
+    assert [m["name"] for m in models] == ["tiny-hybrid", "tiny-masked", "tiny-raster"]
+    assert models[1]["controls"]["steps"] == {"type": "int", "default": 8, "help": models[1]["controls"]["steps"]["help"],
+                                              "min": 1, "max": 64}
+    assert models[0]["controls"]["prefix"]["max"] == 64 and models[0]["paradigm"] == "hybrid"
+    m = models[2]
     assert m["paradigm"] == "raster" and m["conditioning"] == "class"
     assert {"class", "seed", "cfg", "temperature", "top_k", "top_p"} <= set(m["controls"])
     assert m["controls"]["top_k"]["max"] == 32 and m["controls"]["class"]["choices"][0] == "face-smiling"

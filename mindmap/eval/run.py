@@ -48,7 +48,7 @@ def _balanced_labels(num_classes: int, n: int) -> torch.Tensor:
     return torch.arange(n) % num_classes
 
 
-def _sample(pipe, labels: torch.Tensor, seed: int) -> tuple[torch.Tensor, float, int, torch.Tensor]:
+def _sample(pipe, labels: torch.Tensor, seed: int, controls: dict) -> tuple[torch.Tensor, float, int, torch.Tensor]:
     """One image per label, batched per class: (images, seconds per image, calls per run, their labels)."""
     images, done, seconds, calls = [], [], 0.0, 0
     for k, label in enumerate(labels.unique().tolist()):
@@ -56,7 +56,7 @@ def _sample(pipe, labels: torch.Tensor, seed: int) -> tuple[torch.Tensor, float,
         for start in range(0, count, MAX_BATCH):
             b = min(MAX_BATCH, count - start)
             t0 = time.perf_counter()
-            frame = pipe(**{"class": pipe.classes[label]}, seed=seed + 7919 * k + start, batch=b)
+            frame = pipe(**{"class": pipe.classes[label]}, seed=seed + 7919 * k + start, batch=b, **controls)
             seconds += time.perf_counter() - t0
             images.append(frame.image.cpu())
             done.append(torch.full((b,), label))
@@ -64,14 +64,40 @@ def _sample(pipe, labels: torch.Tensor, seed: int) -> tuple[torch.Tensor, float,
     return torch.cat(images), seconds / len(labels), calls, torch.cat(done)
 
 
-def eval_generator(name: str, n: int = 990, seed: int = 0, root: Path | None = None) -> dict:
+# The controls each paradigm is judged at besides its defaults (`eval --all`): the speed levers.
+SWEEPS = {"masked": [{"steps": 4}, {"steps": 8}, {"steps": 16}], "hybrid": [{"prefix": 16}, {"prefix": 32}]}
+
+
+def variant_name(name: str, controls: dict) -> str:
+    return name + "".join(f" {k}={v}" for k, v in controls.items())
+
+
+def list_tokenizers(root: Path | None = None) -> list[str]:
+    """Tokenizer checkpoints under the root (folders whose manifest has kind `tokenizer`)."""
+    root = Path(root or default_root())
+    return sorted(p.parent.name for p in root.glob("*/mindmap.json") if read_manifest(p.parent)["kind"] == "tokenizer")
+
+
+def eval_all(n: int = 990, seed: int = 0, root: Path | None = None) -> list[dict]:
+    """Every generator at its defaults, and at its paradigm's sweep (e.g. masked at 4, 8, 16 steps)."""
+    from ..registry import list_models
+    rows = []
+    for m in list_models(root):
+        for controls in SWEEPS.get(m.manifest["paradigm"], [{}]):
+            rows.append(eval_generator(m.name, n=n, seed=seed, root=root, controls=controls))
+    return rows
+
+
+def eval_generator(name: str, n: int = 990, seed: int = 0, root: Path | None = None, controls: dict | None = None) -> dict:
     if not 10 <= n <= 20000:
         raise ValueError(f"--n must be an integer in [10, 20000], got {n}")
+    controls = dict(controls or {})
     pipe = load_pipeline(name, root)
+    pipe.controls(**controls)  # refuse a bad control before sampling anything
     data = load_emoji(pipe.manifest["image_size"])
     clf = load_classifier(root)
     labels = _balanced_labels(len(pipe.classes), n)
-    fake, sec_per_image, calls, fake_labels = _sample(pipe, labels, seed)
+    fake, sec_per_image, calls, fake_labels = _sample(pipe, labels, seed, controls)
     held = data.tensor(data.indices("heldout"))
     train_idx = data.indices("train")
     # Real-vs-real floor: training images with the same per-class counts as the samples, against the
@@ -88,8 +114,9 @@ def eval_generator(name: str, n: int = 990, seed: int = 0, root: Path | None = N
     f_held, f_floor = embed(clf, held)[0], embed(clf, floor_real)[0]
     agree = topk_agreement(logits, fake_labels)
     memo = nearest_distances(fake, data.tensor(train_idx)) < style_threshold(data)
-    return {"model": name, "paradigm": pipe.manifest["paradigm"], "n": len(fake),
-            "params": sum(p.numel() for p in pipe.generator.parameters()),
+    return {"model": variant_name(name, controls), "paradigm": pipe.manifest["paradigm"], "controls": controls,
+            "n": len(fake), "params": sum(p.numel() for role, part in pipe.parts.items() if role != "tokenizer"
+                                          for p in part.parameters()),
             "tokens": pipe.tokenizer.grid ** 2,
             "fd_emoji": frechet_distance(f_fake, f_held), "fd_emoji_floor": frechet_distance(f_floor, f_held),
             "class_top1": agree["top1"], "class_top5": agree["top5"],
@@ -106,15 +133,6 @@ def eval_tokenizer(name: str, root: Path | None = None) -> dict:
     held = data.tensor(data.indices("heldout"))
     recon = torch.cat([tok.decode(tok.encode(held[i:i + 256])) for i in range(0, len(held), 256)])
     clf = load_classifier(root)
-    return {"tokenizer": name, **tokenizer_metrics(tok, held), "ssim": ssim(recon, held).mean().item(),
+    return {"tokenizer": name, "tokens": tok.grid ** 2, **tokenizer_metrics(tok, held),
+            "ssim": ssim(recon, held).mean().item(),
             "rfd_emoji": frechet_distance(embed(clf, recon)[0], embed(clf, held)[0])}
-
-
-def markdown_table(rows: list[dict]) -> str:
-    head = ("| model | paradigm | params | tokens | network calls | s/image (CPU) | FD-emoji (floor) | "
-            "class top-1 / top-5 | precision | recall | memorized |\n|---|---|---|---|---|---|---|---|---|---|---|")
-    lines = [f"| {r['model']} | {r['paradigm']} | {r['params'] / 1e6:.1f}M | {r['tokens']} | {r['network_calls']} | "
-             f"{r['seconds_per_image']:.3f} | {r['fd_emoji']:.2f} ({r['fd_emoji_floor']:.2f}) | "
-             f"{r['class_top1']:.2f} / {r['class_top5']:.2f} | {r['precision']:.2f} | {r['recall']:.2f} | "
-             f"{r['memorized']:.3f} |" for r in rows]
-    return "\n".join([head, *lines])

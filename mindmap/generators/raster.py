@@ -7,42 +7,23 @@ unconditional half of classifier-free guidance. No sampling in here: the model g
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
-from diffusers.configuration_utils import ConfigMixin, register_to_config
-from diffusers.models.modeling_utils import ModelMixin
+from diffusers.configuration_utils import register_to_config
 
-from ..nn import Transformer, init_weights, rope_2d
+from .base import PRESETS, GridLM
 
-PRESETS = {
-    "tiny": dict(dim=64, n_layers=2, n_heads=4),      # tests
-    "small": dict(dim=256, n_layers=6, n_heads=8),    # the embedded CPU model
-    "base": dict(dim=512, n_layers=12, n_heads=8),    # for a GPU
-}
+__all__ = ["PRESETS", "RasterGPT"]
 
 
-class RasterGPT(ModelMixin, ConfigMixin):
+class RasterGPT(GridLM):
 
     @register_to_config
     def __init__(self, vocab_size: int = 512, num_classes: int = 99, grid: int = 8, dim: int = 256,
-                 n_layers: int = 6, n_heads: int = 8, class_dropout: float = 0.1):
+                 n_layers: int = 6, n_heads: int = 8, class_dropout: float = 0.1, dropout: float = 0.0):
         super().__init__()
-        self.tok_emb = nn.Embedding(vocab_size, dim)
-        self.cls_emb = nn.Embedding(num_classes + 1, dim)   # last row: the null class
-        self.trunk = Transformer(dim, n_layers, n_heads)
-        self.head = nn.Linear(dim, vocab_size, bias=False)
+        self._build(vocab_size, vocab_size, num_classes, grid, dim, n_layers, n_heads, dropout)
         self.seq_len = grid * grid                          # 1 prefix + N-1 codes in, N codes out
-        self.register_buffer("angles", rope_2d(grid, dim // n_heads, n_prefix=1)[:self.seq_len], persistent=False)
         self.register_buffer("causal", torch.ones(self.seq_len, self.seq_len, dtype=torch.bool).tril(),
                              persistent=False)
-        init_weights(self)
-
-    @property
-    def null_class(self) -> int:
-        return self.config.num_classes
-
-    def _embed(self, labels: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-        """labels (B,), codes (B, T) -> (B, 1 + T, C)."""
-        return torch.cat([self.cls_emb(labels)[:, None], self.tok_emb(codes)], dim=1)
 
     def forward(self, codes: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Teacher forcing, no cache: codes (B, N) -> logits (B, N, V) for every code."""

@@ -1,8 +1,7 @@
-"""`mindmap train generator`: the raster (LlamaGen) model on pre-computed VQ codes of emoji."""
+"""`mindmap train generator`: a raster (LlamaGen) or masked (MaskGIT) model on pre-computed VQ codes of emoji."""
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 
 import torch
@@ -10,7 +9,9 @@ import torch.nn.functional as F
 
 from ..checkpoint import copy_component, load_component, read_manifest, write_manifest
 from ..data import load_emoji
-from ..generators.raster import PRESETS, RasterGPT
+from ..generators.base import PRESETS
+from ..generators.masked import MaskedGPT, masked_loss
+from ..generators.raster import RasterGPT
 from ..tokenizers.vq import VQTokenizer
 from .common import Trainer, batch_indices, command_line, write_card
 
@@ -29,66 +30,92 @@ def drop_labels(labels: torch.Tensor, p: float, null: int, g: torch.Generator) -
     return labels.masked_fill(drop.to(labels.device), null)
 
 
+def raster_loss(model: RasterGPT, codes: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Teacher forcing: cross-entropy of every code given the class and the codes before it."""
+    return F.cross_entropy(model(codes, labels).flatten(0, 1), codes.flatten())
+
+
+# paradigm -> (model class, loss, card title, what the card says of it)
+GENERATORS = {
+    "raster": (RasterGPT, raster_loss, "raster next-token generator (LlamaGen recipe)",
+               "Causal LLaMA, class as a prefix token, 2D RoPE, trained by teacher forcing"),
+    "masked": (MaskedGPT, masked_loss, "masked parallel generator (MaskGIT recipe)",
+               "Bidirectional LLaMA with a [MASK] code, class as a prefix token, 2D RoPE, trained with the "
+               "MaskGIT objective (cosine share of cells masked per sequence, loss on masked cells)"),
+}
+
+
 @torch.no_grad()
-def heldout_nll(model: RasterGPT, codes: torch.Tensor, labels: torch.Tensor, batch: int = 256) -> float:
-    """Mean per-code negative log-likelihood (nats) on held-out codes, conditioned on their class."""
-    total = 0.0
+def heldout_loss(model, loss, codes: torch.Tensor, labels: torch.Tensor, seed: int = 0, batch: int = 256) -> float:
+    """Mean per-code cross-entropy (nats) of `loss` on held-out codes given their class (fixed masks)."""
+    g, total = torch.Generator().manual_seed(seed), 0.0
     for i in range(0, len(codes), batch):
         c, y = codes[i:i + batch], labels[i:i + batch]
-        logits = model(c, y)
-        total += F.cross_entropy(logits.flatten(0, 1), c.flatten(), reduction="sum").item()
-    return total / codes.numel()
+        total += loss(model, c, y, g).item() * len(c)
+    return total / len(codes)
 
 
-def train_generator(out: Path, tokenizer: Path, steps: int = 4000, batch: int = 64, lr: float = 1e-3,
-                    preset: str = "small", seed: int = 0, run_dir: Path | None = None, cpu: bool = False) -> dict:
-    if preset not in PRESETS:
-        raise ValueError(f"preset must be one of {list(PRESETS)}, got {preset!r}")
-    if tokenizer is None:
-        raise ValueError("--tokenizer is required: the tokenizer checkpoint folder the generator models")
-    out, tok_dir = Path(out), Path(tokenizer)
+def load_codes(tok_dir: Path, flip: bool):
+    """The tokenizer, the emoji data and its codes: (tok, data, views (V, N, grid*grid), labels (N,))."""
     tok_manifest = read_manifest(tok_dir)
     tok = load_component(tok_dir, "tokenizer", VQTokenizer)
     data = load_emoji(tok.config.image_size)
     if data.classes != tok_manifest["classes"]:
         raise ValueError(f"{tok_dir}: its class list differs from the emoji data's; rebuild one of them")
-    codes = encode_all(tok, data.tensor())
-    labels = torch.from_numpy(data.labels)
+    images = data.tensor()
+    codes = encode_all(tok, images)
+    # Mirrored emoji are still emoji of their class: twice the code sequences, much less memorisation.
+    views = torch.stack([codes, encode_all(tok, images.flip(-1))]) if flip else codes[None]
+    return tok, data, views, torch.from_numpy(data.labels)
+
+
+def train_generator(out: Path, tokenizer: Path, paradigm: str = "raster", steps: int = 4000, batch: int = 64,
+                    lr: float = 1e-3, preset: str = "small", dropout: float = 0.1, flip: bool = True, seed: int = 0,
+                    run_dir: Path | None = None, cpu: bool = False) -> dict:
+    if paradigm not in GENERATORS:
+        raise ValueError(f"paradigm must be one of {list(GENERATORS)}, got {paradigm!r}")
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {list(PRESETS)}, got {preset!r}")
+    if tokenizer is None:
+        raise ValueError("--tokenizer is required: the tokenizer checkpoint folder the generator models")
+    out, tok_dir = Path(out), Path(tokenizer)
+    model_cls, loss, title, recipe = GENERATORS[paradigm]
+    tok, data, views, labels = load_codes(tok_dir, flip)
     train_idx = torch.from_numpy(data.indices("train"))
     held_idx = torch.from_numpy(data.indices("heldout"))
 
     torch.manual_seed(seed)
-    model = RasterGPT(vocab_size=tok.vocab_size, num_classes=len(data.classes), grid=tok.grid, **PRESETS[preset])
+    model = model_cls(vocab_size=tok.vocab_size, num_classes=len(data.classes), grid=tok.grid, dropout=dropout,
+                      **PRESETS[preset])
     trainer = Trainer(model, steps, lr, run_dir or Path("runs") / out.name, weight_decay=0.05, cpu=cpu)
     g = torch.Generator().manual_seed(seed + 1)
 
     def loss_fn(step):
         idx = batch_indices(train_idx, batch, seed, step)
-        c, y = codes[idx].to(trainer.device), labels[idx].to(trainer.device)
-        y = drop_labels(y, model.config.class_dropout, model.null_class, g)
-        logits = trainer.model(c, y)
-        loss = F.cross_entropy(logits.flatten(0, 1), c.flatten())
-        return loss, {"ce": loss.item()}
+        view = torch.randint(0, len(views), (batch,), generator=g)
+        c, y = views[view, idx].to(trainer.device), labels[idx].to(trainer.device)
+        value = loss(trainer.model, c, drop_labels(y, model.config.class_dropout, model.null_class, g), g)
+        return value, {"ce": value.item()}
 
-    seconds = trainer.run(loss_fn, desc="generator")
+    seconds = trainer.run(loss_fn, desc=f"{paradigm} generator")
     gen = trainer.unwrapped().cpu().eval()
-    nll = heldout_nll(gen, codes[held_idx], labels[held_idx])
-    train_nll = heldout_nll(gen, codes[train_idx[:len(held_idx)]], labels[train_idx[:len(held_idx)]])
-    metrics = {"heldout_nll": nll, "heldout_perplexity": math.exp(nll), "train_nll": train_nll,
+    codes, same = views[0], train_idx[:len(held_idx)]
+    metrics = {"heldout_ce": heldout_loss(gen, loss, codes[held_idx], labels[held_idx]),
+               "train_ce": heldout_loss(gen, loss, codes[same], labels[same]),
                "params": sum(p.numel() for p in gen.parameters())}
     logger.info("metrics: %s", metrics)
     gen.save_pretrained(out / "generator", safe_serialization=True)
     copy_component(tok_dir / "tokenizer", out / "tokenizer")
-    write_manifest(out, {"kind": "generator", "paradigm": "raster", "conditioning": "class",
+    write_manifest(out, {"kind": "generator", "paradigm": paradigm, "conditioning": "class",
                          "components": {"tokenizer": "tokenizer", "generator": "generator"},
                          "tokenizer_source": tok_dir.name, "image_size": tok.config.image_size,
                          "grid": tok.grid, "classes": data.classes, "metrics": metrics})
-    write_card(out, f"{out.name}: raster next-token generator (LlamaGen recipe)",
-               f"Causal LLaMA ({metrics['params'] / 1e6:.2f}M parameters, preset `{preset}`: "
-               f"{PRESETS[preset]}) over the {tok.grid}x{tok.grid} codes of the `{tok_dir.name}` tokenizer "
-               "(copied into `tokenizer/`), class as a prefix token, 2D RoPE, label dropout "
-               f"{model.config.class_dropout} for classifier-free guidance.",
+    write_card(out, f"{out.name}: {title}",
+               f"{recipe}. {metrics['params'] / 1e6:.2f}M parameters, preset `{preset}` ({PRESETS[preset]}), over "
+               f"the {tok.grid}x{tok.grid} codes of the `{tok_dir.name}` tokenizer (copied into `tokenizer/`); "
+               f"label dropout {model.config.class_dropout} for classifier-free guidance, residual dropout "
+               f"{dropout}" + (", horizontal-flip augmentation." if flip else "."),
                command_line(), steps, seconds,
-               {"held-out NLL (nats/code)": nll, "held-out perplexity": math.exp(nll),
-                "train NLL (nats/code, same count)": train_nll, "parameters": metrics["params"]})
+               {"held-out CE (nats/code)": metrics["heldout_ce"], "train CE (nats/code, same count)":
+                metrics["train_ce"], "parameters": metrics["params"]})
     return metrics
