@@ -19,9 +19,14 @@ from pathlib import Path
 
 import gradio as gr
 
+import torch.nn.functional as F
+
 from mindmap.checkpoint import CheckpointError, default_root
-from mindmap.registry import list_models, load_pipeline
-from mindmap.viz import confidence_map, order_map, schedule_plot
+from mindmap.data.samples import load_samples, load_user_image
+from mindmap.eval.metrics import psnr
+from mindmap.frames import to_pil
+from mindmap.registry import list_models, list_tokenizers, load_pipeline, load_tokenizer
+from mindmap.viz import confidence_map, order_map, paradigm_view, token_map
 
 logger = logging.getLogger("mindmap.app")
 
@@ -69,9 +74,23 @@ def load_models(root: Path) -> dict[str, dict]:
 
 
 MODELS = load_models(ROOT)
+def safe_tokenizers(root: Path) -> list[str]:
+    try:
+        return list_tokenizers(root)
+    except (OSError, CheckpointError) as e:
+        logger.warning("cannot list tokenizers in %s: %s", root, e)
+        return []
+
+
+TOKENIZER_NAMES = safe_tokenizers(ROOT)
+SAMPLES = load_samples(32)
 EXTRA = sorted({c for d in MODELS.values() for c in d["controls"]} - set(CORE) - NOT_IN_UI)
+ANY_SPEC = {name: spec for d in reversed(list(MODELS.values())) for name, spec in d["controls"].items()}
 UI_CONTROLS = CORE + tuple(EXTRA)  # later paradigms' controls get a widget and are appended to /generate
 # Where the sliders sit on the page (the /generate order above stays fixed): the paradigm's own levers first.
+# The picture particular to each paradigm (`viz.paradigm_view`), under the three maps.
+VIEWS = {"masked": "Schedule: cells committed per step", "hybrid": "Schedule: raster prefix, then masked steps",
+         "depth": "Depth strip: the picture from its first 1, 2, ... codes per cell"}
 LAYOUT = ["prefix", "steps", "schedule", "randomness", "cfg", "cfg_schedule", "temperature", "top_k", "top_p"]
 
 
@@ -96,9 +115,15 @@ def widget_props(name: str, spec: dict | None) -> dict:
 
 
 def make_widget(name: str, spec: dict | None):
-    props = widget_props(name, spec)
+    """The widget of a control; `spec` is the first model's (None: it does not take it, so hidden).
+
+    The widget's kind and initial range come from a model that takes the control, so it is the right
+    widget (a dropdown for a choice) with a valid value when another model shows it.
+    """
+    shape = spec or ANY_SPEC.get(name)
+    props = widget_props(name, shape) | ({} if spec else {"visible": False})
     label = LABELS.get(name, name.replace("_", " ").capitalize())
-    kind = spec["type"] if spec else ("choice" if name == "class" else "float")
+    kind = shape["type"] if shape else ("choice" if name == "class" else "float")
     if kind == "choice":
         return gr.Dropdown(label=label, filterable=True, **props)
     if name == "seed":
@@ -109,8 +134,13 @@ def make_widget(name: str, spec: dict | None):
 def on_model_change(name: str | None):
     controls = MODELS.get(name, {}).get("controls", {})
     updates = [gr.update(**widget_props(c, controls.get(c))) for c in UI_CONTROLS]
-    return [model_info(name), *updates, gr.update(visible="seed" in controls),
-            gr.update(visible="steps" in controls, value=None)]
+    return [model_info(name), *updates, gr.update(visible="seed" in controls), view_update(name)]
+
+
+def view_update(name: str | None) -> dict:
+    """The paradigm view's label and visibility for a model (hidden where the paradigm has none)."""
+    label = VIEWS.get(MODELS.get(name, {}).get("paradigm"))
+    return gr.update(visible=label is not None, label=label or "View", value=None)
 
 
 def random_seed(name: str | None) -> int:
@@ -142,12 +172,11 @@ def render(frame):
     scale = max(1, math.ceil(MIN_PX / frame.image.shape[-1]))
     image = frame.pil(0, scale)
     px = max(image.width, MIN_PX)
-    schedule = schedule_plot(frame, 900, 150) if frame.schedule is not None else None
-    return image, order_map(frame, 0, px), confidence_map(frame, 0, px), schedule, stats_line(frame)
+    return image, order_map(frame, 0, px), confidence_map(frame, 0, px), paradigm_view(frame), stats_line(frame)
 
 
 def generate(model, class_name, seed, cfg, temperature, top_k, top_p, *extra):
-    """Stream (image, order map, confidence map, schedule plot or None, stats) after every step."""
+    """Stream (image, order map, confidence map, paradigm view or None, stats) after every step."""
     takes = check_model(model)["controls"]
     given = dict(zip(UI_CONTROLS, (class_name, seed, cfg, temperature, top_k, top_p, *extra)))
     values = {k: v for k, v in given.items() if k in takes}
@@ -195,30 +224,78 @@ def controls_column(first: str | None):
     return model, info, [widgets[c] for c in UI_CONTROLS], dice, run, stop
 
 
-def outputs_column(visible_schedule: bool):
+def outputs_column(first: str | None):
     with gr.Row():
         image = view("Image", "decoded", ["download"], legend="grey = not decided yet")
         order = view("Decoding order", "order", legend="dark = decided early, yellow = late")
         conf = view("Confidence", "confidence", legend="dark = low probability, yellow = high")
-    schedule = gr.Image(label="Schedule", format="png", height=150, interactive=False, elem_id="schedule",
-                        buttons=[], visible=visible_schedule)
+    extra = gr.Image(format="png", height=190, interactive=False, elem_id="paradigm-view", buttons=[],
+                     **{k: v for k, v in view_update(first).items() if k in ("label", "visible")})
     stats = gr.Markdown("Pick a class and press **Generate**.", elem_id="stats")
     gr.Markdown(HOW_TO_READ, elem_classes="info")
-    return image, order, conf, schedule, stats
+    return image, order, conf, extra, stats
+
+
+def tokenize(tokenizer: str, sample: str | None, upload: str | None):
+    """Tokenizer lab: the picture, then for each level (depth, ...) its reconstruction with PSNR and its codes."""
+    if tokenizer not in TOKENIZER_NAMES:
+        raise gr.Error(f"tokenizer must be one of: {', '.join(TOKENIZER_NAMES) or 'none found'}; got {tokenizer!r}")
+    try:
+        tok = load_tokenizer(tokenizer, ROOT)
+        size = tok.config.image_size
+        if upload:
+            image = load_user_image(upload, size)
+        elif sample in SAMPLES:
+            image = F.interpolate(SAMPLES[sample][None], size=(size, size), mode="bilinear")[0]
+        else:
+            raise ValueError(f"sample must be one of the {len(SAMPLES)} held-out emoji, or upload a picture; "
+                             f"got {sample!r}")
+    except (ValueError, CheckpointError) as e:
+        raise gr.Error(str(e)) from None
+    scale = max(1, math.ceil(MIN_PX / size))
+    items = [(to_pil(image, scale), "input")]
+    for label, recon, codes in tok.previews(image[None]):
+        score = psnr(recon, image[None]).item()
+        items += [(to_pil(recon[0], scale), f"{label} · PSNR {score:.1f} dB"),
+                  (token_map(codes[0], tok.vocab_size, size * scale), f"{label} · code indices")]
+    return items
+
+
+def lab_tab():
+    gr.Markdown("Pick a tokenizer and a held-out emoji (never seen in training), or upload a picture: see what "
+                "the generators actually model, the grid of code indices (one colour per code), and how well the "
+                "codes rebuild the picture at each level.", elem_classes="info")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=330):
+            tokenizer = gr.Dropdown(TOKENIZER_NAMES, value=next(iter(TOKENIZER_NAMES), None), label="Tokenizer")
+            sample = gr.Dropdown(list(SAMPLES), value=next(iter(SAMPLES), None), label="Held-out emoji",
+                                 filterable=True)
+            # A File input: the upload reaches `load_user_image`, whose errors say what is wrong with it.
+            upload = gr.File(label="...or upload a picture (PNG, JPEG, WebP, GIF, BMP; centre-cropped, resized)",
+                             file_types=[".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp"], type="filepath",
+                             height=120)
+            go = gr.Button("Tokenize", variant="primary")
+        with gr.Column(scale=3):
+            gallery = gr.Gallery(label="Input, then reconstruction and codes per level", columns=4, height=620,
+                                 object_fit="contain", elem_classes="pixelated")
+    go.click(tokenize, [tokenizer, sample, upload], gallery, api_name="tokenize")
 
 
 def build() -> gr.Blocks:
     first = next(iter(MODELS), None)
     with gr.Blocks(title="MINDmap", analytics_enabled=False) as demo:
         gr.Markdown(f"# MINDmap\n{INTRO}")
-        if not MODELS:
-            gr.Markdown(f"### No model found\nThere is no generator checkpoint under `{ROOT}`. Train one "
-                        "(`python -m mindmap train ...`) or point `MINDMAP_CHECKPOINTS` at a folder of models.")
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=1, min_width=330):
-                model, info, widgets, dice, run, stop = controls_column(first)
-            with gr.Column(scale=3):
-                outputs = outputs_column("steps" in MODELS.get(first, {}).get("controls", {}))
+        with gr.Tab("Generate"):
+            if not MODELS:
+                gr.Markdown(f"### No model found\nThere is no generator checkpoint under `{ROOT}`. Train one "
+                            "(`python -m mindmap train ...`) or point `MINDMAP_CHECKPOINTS` at a folder of models.")
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=1, min_width=330):
+                    model, info, widgets, dice, run, stop = controls_column(first)
+                with gr.Column(scale=3):
+                    outputs = outputs_column(first)
+        with gr.Tab("Tokenizer lab"):
+            lab_tab()
         model.change(on_model_change, model, [info, *widgets, dice, outputs[3]], api_visibility="private")
         dice.click(random_seed, model, widgets[1], api_visibility="private")
         # preprocess=False: raw values go to the pipeline, whose errors name the control at fault.

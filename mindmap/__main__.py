@@ -11,6 +11,10 @@ from .cli_controls import add_sampling_flags, parse_sweep, sampling_values
 
 
 def _data(args):
+    if args.dataset == "samples":
+        from .data.samples import write_samples
+        print(write_samples())
+        return
     from .data import build_emoji
     print(build_emoji(args.root, force=args.force))
 
@@ -18,9 +22,9 @@ def _data(args):
 def _train(args):
     if args.what == "tokenizer":
         from .train.tokenizer import train_tokenizer
-        metrics = train_tokenizer(args.out, size=args.size, steps=args.steps, batch=args.batch, lr=args.lr,
-                                  codebook_size=args.codebook_size, seed=args.seed, run_dir=args.run_dir,
-                                  cpu=args.cpu)
+        metrics = train_tokenizer(args.out, kind=args.kind, size=args.size, steps=args.steps, batch=args.batch,
+                                  lr=args.lr, codebook_size=args.codebook_size, depth=args.depth, seed=args.seed,
+                                  run_dir=args.run_dir, cpu=args.cpu)
     elif args.what == "classifier":
         from .train.classifier import train_classifier
         metrics = train_classifier(args.out, size=args.size, steps=args.steps, batch=args.batch, lr=args.lr,
@@ -64,7 +68,8 @@ def _eval(args):
     from .eval import report, run
     command = "python -m mindmap " + " ".join(sys.argv[1:])
     if args.tokenizer:
-        names = run.list_tokenizers(args.root) if args.tokenizer == "all" else [args.tokenizer]
+        from .registry import list_tokenizers
+        names = list_tokenizers(args.root) if args.tokenizer == "all" else [args.tokenizer]
         rows = [run.eval_tokenizer(name, args.root) for name in names]
         table = report.tokenizer_table(rows)
         if args.write:
@@ -113,8 +118,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = p.add_subparsers(dest="command", required=True)
 
-    d = sub.add_parser("data", help="build a training dataset")
-    d.add_argument("dataset", choices=["emoji"])
+    d = sub.add_parser("data", help="build the training data (emoji), or the held-out samples shipped in assets/")
+    d.add_argument("dataset", choices=["emoji", "samples"])
     d.add_argument("--root", type=Path, default=None, help="output folder (default $MINDMAP_DATA or ~/.cache/mindmap)")
     d.add_argument("--force", action="store_true", help="rebuild even if present")
     d.set_defaults(func=_data)
@@ -124,6 +129,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
     t.add_argument("--size", type=int, default=32, help="image size in px (tokenizer)")
     t.add_argument("--codebook-size", type=int, default=512)
+    t.add_argument("--kind", default="vq", help="tokenizer: vq or rq")
+    t.add_argument("--depth", type=int, default=4, help="residual codes per cell (rq tokenizer)")
     t.add_argument("--tokenizer", type=Path, help="tokenizer checkpoint folder (generator)")
     t.add_argument("--raster", type=Path, help="raster checkpoint folder (hybrid)")
     t.add_argument("--masked", type=Path, help="masked checkpoint folder (hybrid)")

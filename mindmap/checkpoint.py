@@ -11,9 +11,12 @@ Only safetensors are read; a missing or corrupt file raises `CheckpointError` na
 """
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 from pathlib import Path
+
+import torch
 
 MANIFEST = "mindmap.json"
 WEIGHTS = "diffusion_pytorch_model.safetensors"
@@ -76,6 +79,16 @@ def load_component(folder: Path, name: str, cls):
     except Exception as e:  # diffusers/safetensors raise many types for a damaged file
         raise CheckpointError(f"{sub}: could not be loaded as {cls.__name__} ({type(e).__name__}: {e})") from None
     return model.eval()
+
+
+def save_component(model, folder: Path, half: bool = False):
+    """Save a ModelMixin as config.json + safetensors; `half` stores float16 weights (loaded back as float32).
+
+    Generators are stored in float16: half the size on disk, within the 25 MB a shipped folder may take.
+    """
+    if half:
+        model = copy.deepcopy(model).half()
+    model.save_pretrained(Path(folder), safe_serialization=True)
 
 
 def copy_component(src: Path, dst: Path):

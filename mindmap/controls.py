@@ -94,6 +94,10 @@ def prefix_control(n_cells: int, default: int) -> Control:
                    help="cells decoded in raster order first (0 = pure masked, all = pure raster)")
 
 
+def depth_control(depth: int) -> Control:
+    return Control("depth", "int", depth, 1, depth, help="residual codes sampled and decoded per cell (coarse to fine)")
+
+
 def with_defaults(specs: list[Control], defaults: dict) -> list[Control]:
     """Replace spec defaults by a model's own (its manifest's `defaults`), each validated by its spec."""
     by_name = {s.name: s for s in specs}
@@ -119,6 +123,7 @@ class Controls:
     randomness: float | None = None
     cfg_schedule: str | None = None
     prefix: int | None = None
+    depth: int | None = None
 
     @classmethod
     def resolve(cls, specs: list[Control], values: dict, classes: list[str] | None = None) -> "Controls":

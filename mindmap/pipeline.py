@@ -20,15 +20,18 @@ from typing import Callable, Iterator
 import torch
 
 from .checkpoint import CheckpointError, component_path, load_component, read_manifest
-from .controls import (Control, Controls, class_control, common_controls, parallel_controls, prefix_control,
-                       token_sampling_controls, with_defaults)
+from .controls import (Control, Controls, class_control, common_controls, depth_control, parallel_controls,
+                       prefix_control, token_sampling_controls, with_defaults)
 from .frames import Frame
+from .generators.depth import DepthGPT
 from .generators.masked import MaskedGPT
 from .generators.raster import RasterGPT
+from .samplers.depth import sample_depth
 from .samplers.hybrid import sample_hybrid
 from .samplers.masked import sample_masked
 from .samplers.raster import sample_raster
 from .sampling import make_generator
+from .tokenizers.rq import RQTokenizer
 from .tokenizers.vq import VQTokenizer
 
 logger = logging.getLogger(__name__)
@@ -86,6 +89,16 @@ def _hybrid_sample(pipe: "Pipeline", c: Controls, rng, preview_every: int, cache
                          preview_every=preview_every, **_parallel_args(c))
 
 
+def _depth_controls(manifest: dict, tok_config: dict) -> list[Control]:
+    return [*_raster_controls(manifest, tok_config), depth_control(tok_config["depth"])]
+
+
+def _depth_sample(pipe: "Pipeline", c: Controls, rng, preview_every: int, cached: bool):
+    return sample_depth(pipe.generator, pipe.tokenizer, _labels(pipe, c), rng, depth=c.depth, cfg=c.cfg,
+                        temperature=c.temperature, top_k=c.top_k, top_p=c.top_p, preview_every=preview_every,
+                        cached=cached)
+
+
 def _every_sixteenth(n: int) -> int:
     return max(1, n // 16)
 
@@ -102,6 +115,8 @@ PARADIGMS = {
                        _every_step, lambda pipe: {"steps": pipe.cells}),
     "hybrid": Paradigm({"tokenizer": VQTokenizer, "generator": MaskedGPT, "raster": RasterGPT}, _hybrid_controls,
                        _hybrid_sample, _every_sixteenth, lambda pipe: {"prefix": 0, "steps": pipe.cells}),
+    "depth": Paradigm({"tokenizer": RQTokenizer, "generator": DepthGPT}, _depth_controls, _depth_sample,
+                      _every_sixteenth, lambda pipe: {"cached": False}),
 }
 
 
@@ -157,6 +172,9 @@ class Pipeline:
             if part.config.num_classes != len(classes):
                 raise CheckpointError(f"{folder}: {role} has {part.config.num_classes} classes, "
                                       f"the manifest lists {len(classes)}")
+            if part.config.get("depth", 0) != parts["tokenizer"].config.get("depth", 0):
+                raise CheckpointError(f"{folder}: {role} predicts {part.config.get('depth')} codes per cell, "
+                                      f"the tokenizer gives {parts['tokenizer'].config.get('depth')}")
             if (part.config.grid, part.config.vocab_size) != (grid, vocab):
                 raise CheckpointError(f"{folder}: {role} models a {part.config.grid}x{part.config.grid} grid of "
                                       f"{part.config.vocab_size} codes, the tokenizer gives {grid}x{grid} of {vocab}")

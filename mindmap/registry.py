@@ -5,7 +5,7 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
-from .checkpoint import CheckpointError, default_root, read_manifest
+from .checkpoint import CheckpointError, default_root, load_component, read_manifest
 from .pipeline import Pipeline, model_controls
 
 
@@ -42,10 +42,32 @@ def find_model(name: str, root: Path | None = None) -> ModelEntry:
     raise ValueError(f"unknown model {name!r}; available: {', '.join(m.name for m in models) or 'none'}")
 
 
+def list_tokenizers(root: Path | None = None) -> list[str]:
+    """Tokenizer checkpoints under `root` (folders whose manifest has kind `tokenizer`), sorted by name."""
+    root = Path(root) if root else default_root()
+    return sorted(p.parent.name for p in root.glob("*/mindmap.json") if read_manifest(p.parent)["kind"] == "tokenizer")
+
+
+@functools.lru_cache(maxsize=8)
+def load_tokenizer(name: str, root: Path | None = None):
+    """Load (once) a tokenizer checkpoint by folder name; its manifest's `tokenizer` entry picks the class."""
+    from .tokenizers import TOKENIZERS
+    names = list_tokenizers(root)
+    if name not in names:
+        raise ValueError(f"unknown tokenizer {name!r}; available: {', '.join(names) or 'none'}")
+    folder = (Path(root) if root else default_root()) / name
+    manifest = read_manifest(folder)
+    kind = manifest.get("tokenizer", "vq")
+    if kind not in TOKENIZERS:
+        raise CheckpointError(f"{folder / 'mindmap.json'}: tokenizer kind {kind!r} is not supported by this version")
+    return load_component(folder, manifest["components"]["tokenizer"], TOKENIZERS[kind])
+
+
 @functools.lru_cache(maxsize=8)
 def load_pipeline(name: str, root: Path | None = None, device: str | None = None) -> Pipeline:
     """Load (once) the pipeline of a named model."""
     return Pipeline.from_pretrained(find_model(name, root).folder, device=device)
 
 
-__all__ = ["CheckpointError", "ModelEntry", "list_models", "find_model", "load_pipeline"]
+__all__ = ["CheckpointError", "ModelEntry", "list_models", "find_model", "list_tokenizers", "load_pipeline",
+           "load_tokenizer"]

@@ -76,7 +76,11 @@ def panel(frame: Frame, index: int = 0, size: int = 192) -> Image.Image:
              ("order", order_map(frame, index, size)), ("confidence", confidence_map(frame, index, size))]
     pad, title = 6, 16
     width = len(tiles) * (size + pad) + pad
-    strip = schedule_plot(frame, width - 2 * pad, 110) if frame.schedule is not None else None
+    strip = None
+    if "depth_strip" in frame.views:
+        strip = depth_strip(frame, index, (width - 2 * pad) // len(frame.views["depth_strip"]) - 8)
+    elif frame.schedule is not None:
+        strip = schedule_plot(frame, width - 2 * pad, 110)
     out = Image.new("RGB", (width, size + title + 2 * pad + (strip.height + pad if strip else 0)), "white")
     draw = ImageDraw.Draw(out)
     for k, (name, tile) in enumerate(tiles):
@@ -142,3 +146,26 @@ def schedule_plot(frame: Frame, width: int = 720, height: int = 150) -> Image.Im
     draw.text((left, bottom + 3), f"cells committed per step ({len(done)}/{len(plan)} steps done)", fill=(60, 60, 60),
               font=font(11))
     return out
+
+
+def depth_strip(frame: Frame, index: int = 0, size: int = 160) -> Image.Image:
+    """The image decoded from its first 1, 2, ..., D codes per cell, side by side (`views["depth_strip"]`)."""
+    images = frame.views["depth_strip"]
+    pad, title = 8, 18
+    out = Image.new("RGB", (len(images) * (size + pad) + pad, size + title + pad), "white")
+    draw = ImageDraw.Draw(out)
+    for d, img in enumerate(images):
+        x = pad + d * (size + pad)
+        out.paste(to_pil(img[index]).resize((size, size), Image.Resampling.NEAREST), (x, title))
+        draw.text((x, 2), f"depth {d + 1}" + (" (all codes)" if d == len(images) - 1 else ""), fill=(30, 30, 30),
+                  font=font(12))
+    return out
+
+
+def paradigm_view(frame: Frame, index: int = 0) -> Image.Image | None:
+    """The picture particular to a paradigm: depth strip (residual depth), schedule (parallel); else None."""
+    if "depth_strip" in frame.views:
+        return depth_strip(frame, index)
+    if frame.schedule is not None:
+        return schedule_plot(frame, 900, 150)
+    return None

@@ -33,15 +33,16 @@ def test_generate_streams_every_token(tiny_app):
 @pytest.mark.parametrize("model, extra, updates_expected, stats_end", [
     ("tiny-masked", {"steps": 6}, 6, "step 6/6** · 6 network calls"),
     ("tiny-hybrid", {"steps": 4, "prefix": 8}, 12, "step 12/12** · 12 network calls"),
+    ("tiny-depth", {"depth": 2}, 64, "step 64/64** · 64 network calls"),
 ])
-def test_parallel_models_stream_every_step_with_a_schedule(tiny_app, model, extra, updates_expected, stats_end):
+def test_other_paradigms_stream_with_their_own_view(tiny_app, model, extra, updates_expected, stats_end):
     job = client(tiny_app).submit(**{**TINY, "model": model, **extra}, api_name="/generate")
     updates = list(job)
     assert len(updates) == updates_expected
-    *_, schedule, stats = updates[-1]
+    *_, view, stats = updates[-1]
     assert stats_end in stats
-    with Image.open(schedule) as im:
-        assert im.size == (900, 150)
+    with Image.open(view) as im:
+        assert im.size == ((900, 150) if "depth" not in extra else (2 * (160 + 8) + 8, 160 + 18 + 8))
 
 
 @pytest.mark.parametrize("bad, control", [({"cfg": 0.2}, "cfg"), ({"class_name": "not-a-class"}, "class"),
@@ -87,8 +88,34 @@ def test_controls_a_model_does_not_take_are_hidden(monkeypatch, tiny_root):
     visible = {name: u["visible"] for name, u in zip(app.UI_CONTROLS, updates)}
     assert visible == {"class": False, "seed": True, "cfg": False, "temperature": False, "top_k": False,
                        "top_p": False, "steps": True}
-    assert "other" in info and dice["visible"] and schedule["visible"]
+    assert "other" in info and dice["visible"] and not schedule["visible"]    # a paradigm with no view of its own
+    monkeypatch.setitem(app.MODELS, "other", {**other, "paradigm": "masked"})
+    *_, schedule = app.on_model_change("other")
+    assert schedule["visible"] and schedule["label"].startswith("Schedule")
     _, *updates, _, schedule = app.on_model_change("tiny-raster")
     assert not schedule["visible"]
     cfg = dict(zip(app.UI_CONTROLS, updates))["cfg"]
     assert cfg["visible"] and (cfg["minimum"], cfg["maximum"], cfg["value"]) == (1.0, 10.0, 3.0)
+
+
+@pytest.mark.parametrize("tokenizer, levels", [("tiny-vq", ["reconstruction"]), ("tiny-rq", ["depth 1", "depth 2", "depth 3"])])
+def test_tokenizer_lab_shows_each_level_with_psnr_and_codes(tiny_app, tokenizer, levels):
+    gallery = client(tiny_app).predict(tokenizer, "upside-down face (twitter)", None, api_name="/tokenize")
+    captions = [item["caption"] for item in gallery]
+    assert captions[0] == "input" and len(captions) == 1 + 2 * len(levels)
+    for k, level in enumerate(levels):
+        assert captions[1 + 2 * k].startswith(f"{level} · PSNR") and captions[2 + 2 * k] == f"{level} · code indices"
+
+
+def test_tokenizer_lab_takes_an_upload_and_refuses_a_non_image(tiny_app, tmp_path):
+    from gradio_client import handle_file
+    picture = tmp_path / "red.png"
+    Image.new("RGBA", (90, 60), (220, 30, 30, 255)).save(picture)
+    gallery = client(tiny_app).predict("tiny-vq", None, handle_file(str(picture)), api_name="/tokenize")
+    assert len(gallery) == 3
+    text = tmp_path / "notes.png"
+    text.write_text("not a picture")
+    with pytest.raises(Exception, match="could not be read as a picture"):
+        client(tiny_app).predict("tiny-vq", None, handle_file(str(text)), api_name="/tokenize")
+    with pytest.raises(Exception, match="no such emoji is not in the list of choices"):
+        client(tiny_app).predict("tiny-vq", "no such emoji", None, api_name="/tokenize")

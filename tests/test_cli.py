@@ -21,11 +21,14 @@ def cli(*args, check=True):
 
 def test_models_json(tiny_root):
     models = json.loads(cli("models", "--json", "--root", tiny_root).stdout)
-    assert [m["name"] for m in models] == ["tiny-hybrid", "tiny-masked", "tiny-raster"]
-    assert models[1]["controls"]["steps"] == {"type": "int", "default": 8, "help": models[1]["controls"]["steps"]["help"],
-                                              "min": 1, "max": 64}
-    assert models[0]["controls"]["prefix"]["max"] == 64 and models[0]["paradigm"] == "hybrid"
-    m = models[2]
+    assert [m["name"] for m in models] == ["tiny-depth", "tiny-hybrid", "tiny-masked", "tiny-raster"]
+    by_name = {m["name"]: m for m in models}
+    steps = by_name["tiny-masked"]["controls"]["steps"]
+    assert (steps["type"], steps["default"], steps["min"], steps["max"]) == ("int", 8, 1, 64)
+    assert by_name["tiny-hybrid"]["paradigm"] == "hybrid" and by_name["tiny-hybrid"]["controls"]["prefix"]["max"] == 64
+    depth = by_name["tiny-depth"]["controls"]["depth"]
+    assert (depth["default"], depth["min"], depth["max"]) == (3, 1, 3)
+    m = by_name["tiny-raster"]
     assert m["paradigm"] == "raster" and m["conditioning"] == "class"
     assert {"class", "seed", "cfg", "temperature", "top_k", "top_p"} <= set(m["controls"])
     assert m["controls"]["top_k"]["max"] == 32 and m["controls"]["class"]["choices"][0] == "face-smiling"

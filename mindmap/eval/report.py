@@ -38,10 +38,13 @@ def generator_table(rows: list[dict]) -> str:
 
 
 def tokenizer_table(rows: list[dict]) -> str:
-    head = ("| tokenizer | tokens | held-out PSNR (dB) | SSIM | rFD-emoji | codebook usage | perplexity |\n"
-            "|---|---|---|---|---|---|---|")
-    lines = [f"| {r['tokenizer']} | {r['tokens']} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['rfd_emoji']:.2f} | "
-             f"{r['codebook_usage']:.1%} | {r['perplexity']:.0f} |" for r in rows]
+    head = ("| tokenizer | kind | tokens | held-out PSNR (dB) | PSNR by level (dB) | SSIM | rFD-emoji | "
+            "codebook usage | perplexity |\n|---|---|---|---|---|---|---|---|---|")
+    lines = [f"| {r['tokenizer']} | {r['kind']} | {r['tokens']} | {r['psnr']:.2f} | "
+             + (" · ".join(f"{k} {v:.1f}" for k, v in r["psnr_by_preview"].items()) if len(r["psnr_by_preview"]) > 1
+                else "—")
+             + f" | {r['ssim']:.3f} | {r['rfd_emoji']:.2f} | {r['codebook_usage']:.1%} | {r['perplexity']:.0f} |"
+             for r in rows]
     return "\n".join([head, *lines])
 
 

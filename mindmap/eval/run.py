@@ -11,10 +11,9 @@ import torch
 from ..checkpoint import default_root, load_component, read_manifest
 from ..controls import MAX_BATCH
 from ..data import load_emoji
-from ..registry import find_model, load_pipeline
-from ..tokenizers.vq import VQTokenizer
+from ..registry import list_models, load_pipeline, load_tokenizer
 from .classifier import EmojiClassifier, embed, topk_agreement
-from .metrics import frechet_distance, nearest_distances, precision_recall, ssim, tokenizer_metrics
+from .metrics import frechet_distance, nearest_distances, precision_recall, psnr, ssim, tokenizer_metrics
 
 logger = logging.getLogger(__name__)
 CLASSIFIER = "classifier-emoji32"
@@ -72,15 +71,8 @@ def variant_name(name: str, controls: dict) -> str:
     return name + "".join(f" {k}={v}" for k, v in controls.items())
 
 
-def list_tokenizers(root: Path | None = None) -> list[str]:
-    """Tokenizer checkpoints under the root (folders whose manifest has kind `tokenizer`)."""
-    root = Path(root or default_root())
-    return sorted(p.parent.name for p in root.glob("*/mindmap.json") if read_manifest(p.parent)["kind"] == "tokenizer")
-
-
 def eval_all(n: int = 990, seed: int = 0, root: Path | None = None) -> list[dict]:
     """Every generator at its defaults, and at its paradigm's sweep (e.g. masked at 4, 8, 16 steps)."""
-    from ..registry import list_models
     rows = []
     for m in list_models(root):
         for controls in SWEEPS.get(m.manifest["paradigm"], [{}]):
@@ -126,13 +118,16 @@ def eval_generator(name: str, n: int = 990, seed: int = 0, root: Path | None = N
 
 
 def eval_tokenizer(name: str, root: Path | None = None) -> dict:
-    folder = Path(root or default_root()) / name
-    manifest = read_manifest(folder)
-    tok = load_component(folder, manifest["components"]["tokenizer"], VQTokenizer)
+    """Held-out PSNR, SSIM, rFD-emoji and codebook use; PSNR of every preview row (each depth for RQ)."""
+    tok = load_tokenizer(name, root)
     data = load_emoji(tok.config.image_size)
     held = data.tensor(data.indices("heldout"))
-    recon = torch.cat([tok.decode(tok.encode(held[i:i + 256])) for i in range(0, len(held), 256)])
+    rows = [tok.previews(x) for x in held.split(256)]
+    labels = [label for label, _, _ in rows[0]]
+    recon = torch.cat([r[-1][1] for r in rows])                       # the last row: the full reconstruction
+    by_preview = {label: torch.cat([psnr(r[k][1], x) for r, x in zip(rows, held.split(256))]).mean().item()
+                  for k, label in enumerate(labels)}
     clf = load_classifier(root)
-    return {"tokenizer": name, "tokens": tok.grid ** 2, **tokenizer_metrics(tok, held),
-            "ssim": ssim(recon, held).mean().item(),
-            "rfd_emoji": frechet_distance(embed(clf, recon)[0], embed(clf, held)[0])}
+    return {"tokenizer": name, "kind": read_manifest(Path(root or default_root()) / name).get("tokenizer", "vq"),
+            "tokens": tok.grid ** 2, **tokenizer_metrics(tok, held), "psnr_by_preview": by_preview,
+            "ssim": ssim(recon, held).mean().item(), "rfd_emoji": frechet_distance(embed(clf, recon)[0], embed(clf, held)[0])}

@@ -1,4 +1,8 @@
-"""Tokenizers: images <-> codes, with partial decodes for streaming."""
+"""Tokenizers: images <-> codes, with partial decodes for streaming. `TOKENIZERS` maps a manifest's
+`tokenizer` entry to its class."""
+from .rq import RQTokenizer
 from .vq import VQTokenizer
 
-__all__ = ["VQTokenizer"]
+TOKENIZERS = {"vq": VQTokenizer, "rq": RQTokenizer}
+
+__all__ = ["TOKENIZERS", "RQTokenizer", "VQTokenizer"]

@@ -7,20 +7,21 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import copy_component, load_component, read_manifest, write_manifest
+from ..checkpoint import copy_component, load_component, read_manifest, save_component, write_manifest
 from ..data import load_emoji
+from ..generators import depth as depth_gen
 from ..generators.base import PRESETS
 from ..generators.masked import MaskedGPT, masked_loss
 from ..generators.raster import RasterGPT
-from ..tokenizers.vq import VQTokenizer
+from ..tokenizers import TOKENIZERS
 from .common import Trainer, batch_indices, command_line, write_card
 
 logger = logging.getLogger(__name__)
 
 
 @torch.no_grad()
-def encode_all(tokenizer: VQTokenizer, images: torch.Tensor, batch: int = 512) -> torch.Tensor:
-    """All images -> flattened codes (N, grid*grid) in raster order."""
+def encode_all(tokenizer, images: torch.Tensor, batch: int = 512) -> torch.Tensor:
+    """All images -> flattened codes (N, grid*grid[*depth]) in raster order (a cell's depths together)."""
     return torch.cat([tokenizer.encode(images[i:i + batch]).flatten(1) for i in range(0, len(images), batch)])
 
 
@@ -35,13 +36,19 @@ def raster_loss(model: RasterGPT, codes: torch.Tensor, labels: torch.Tensor, gen
     return F.cross_entropy(model(codes, labels).flatten(0, 1), codes.flatten())
 
 
-# paradigm -> (model class, loss, card title, what the card says of it)
+# paradigm -> (model class, its size presets, loss, card title, what the card says of it)
 GENERATORS = {
-    "raster": (RasterGPT, raster_loss, "raster next-token generator (LlamaGen recipe)",
+    "raster": (RasterGPT, PRESETS, raster_loss, "raster next-token generator (LlamaGen recipe)",
                "Causal LLaMA, class as a prefix token, 2D RoPE, trained by teacher forcing"),
-    "masked": (MaskedGPT, masked_loss, "masked parallel generator (MaskGIT recipe)",
+    "masked": (MaskedGPT, PRESETS, masked_loss, "masked parallel generator (MaskGIT recipe)",
                "Bidirectional LLaMA with a [MASK] code, class as a prefix token, 2D RoPE, trained with the "
                "MaskGIT objective (cosine share of cells masked per sequence, loss on masked cells)"),
+    "depth": (depth_gen.DepthGPT, depth_gen.PRESETS, depth_gen.depth_loss,
+              "residual-depth generator (DnD-Transformer recipe)",
+              "Causal LLaMA over cells with one head per residual depth at intermediate layers; each sampled code's "
+              "embedding is added to the hidden state before the next head; the next cell's input is the sum of "
+              "its codes' embeddings. Teacher forcing with CE summed over heads, depth truncated at random (half "
+              "the rows at full depth) so every depth control value is in-distribution"),
 }
 
 
@@ -58,7 +65,7 @@ def heldout_loss(model, loss, codes: torch.Tensor, labels: torch.Tensor, seed: i
 def load_codes(tok_dir: Path, flip: bool):
     """The tokenizer, the emoji data and its codes: (tok, data, views (V, N, grid*grid), labels (N,))."""
     tok_manifest = read_manifest(tok_dir)
-    tok = load_component(tok_dir, "tokenizer", VQTokenizer)
+    tok = load_component(tok_dir, "tokenizer", TOKENIZERS[tok_manifest.get("tokenizer", "vq")])
     data = load_emoji(tok.config.image_size)
     if data.classes != tok_manifest["classes"]:
         raise ValueError(f"{tok_dir}: its class list differs from the emoji data's; rebuild one of them")
@@ -74,19 +81,22 @@ def train_generator(out: Path, tokenizer: Path, paradigm: str = "raster", steps:
                     run_dir: Path | None = None, cpu: bool = False) -> dict:
     if paradigm not in GENERATORS:
         raise ValueError(f"paradigm must be one of {list(GENERATORS)}, got {paradigm!r}")
-    if preset not in PRESETS:
-        raise ValueError(f"preset must be one of {list(PRESETS)}, got {preset!r}")
+    model_cls, presets, loss, title, recipe = GENERATORS[paradigm]
+    if preset not in presets:
+        raise ValueError(f"preset must be one of {list(presets)}, got {preset!r}")
     if tokenizer is None:
         raise ValueError("--tokenizer is required: the tokenizer checkpoint folder the generator models")
     out, tok_dir = Path(out), Path(tokenizer)
-    model_cls, loss, title, recipe = GENERATORS[paradigm]
     tok, data, views, labels = load_codes(tok_dir, flip)
+    if paradigm == "depth" and "depth" not in tok.config:
+        raise ValueError(f"{tok_dir}: a depth generator needs an RQ tokenizer (`train tokenizer --kind rq`)")
     train_idx = torch.from_numpy(data.indices("train"))
     held_idx = torch.from_numpy(data.indices("heldout"))
 
     torch.manual_seed(seed)
+    extra = {"depth": tok.config["depth"]} if paradigm == "depth" else {}
     model = model_cls(vocab_size=tok.vocab_size, num_classes=len(data.classes), grid=tok.grid, dropout=dropout,
-                      **PRESETS[preset])
+                      **extra, **presets[preset])
     trainer = Trainer(model, steps, lr, run_dir or Path("runs") / out.name, weight_decay=0.05, cpu=cpu)
     g = torch.Generator().manual_seed(seed + 1)
 
@@ -104,17 +114,18 @@ def train_generator(out: Path, tokenizer: Path, paradigm: str = "raster", steps:
                "train_ce": heldout_loss(gen, loss, codes[same], labels[same]),
                "params": sum(p.numel() for p in gen.parameters())}
     logger.info("metrics: %s", metrics)
-    gen.save_pretrained(out / "generator", safe_serialization=True)
+    save_component(gen, out / "generator", half=True)
     copy_component(tok_dir / "tokenizer", out / "tokenizer")
     write_manifest(out, {"kind": "generator", "paradigm": paradigm, "conditioning": "class",
                          "components": {"tokenizer": "tokenizer", "generator": "generator"},
                          "tokenizer_source": tok_dir.name, "image_size": tok.config.image_size,
                          "grid": tok.grid, "classes": data.classes, "metrics": metrics})
     write_card(out, f"{out.name}: {title}",
-               f"{recipe}. {metrics['params'] / 1e6:.2f}M parameters, preset `{preset}` ({PRESETS[preset]}), over "
+               f"{recipe}. {metrics['params'] / 1e6:.2f}M parameters, preset `{preset}` ({presets[preset]}), over "
                f"the {tok.grid}x{tok.grid} codes of the `{tok_dir.name}` tokenizer (copied into `tokenizer/`); "
                f"label dropout {model.config.class_dropout} for classifier-free guidance, residual dropout "
-               f"{dropout}" + (", horizontal-flip augmentation." if flip else "."),
+               f"{dropout}" + (", horizontal-flip augmentation" if flip else "") + ". Weights stored in float16, "
+               "computed in float32.",
                command_line(), steps, seconds,
                {"held-out CE (nats/code)": metrics["heldout_ce"], "train CE (nats/code, same count)":
                 metrics["train_ce"], "parameters": metrics["params"]})

@@ -1,0 +1,101 @@
+"""The conv autoencoder every discrete tokenizer shares: diffusers Encoder/Decoder and 1x1 code projections.
+
+image (B, 3, H, W) -> encoder -> 1x1 conv to `code_dim` -> [quantizer of the subclass] -> 1x1 conv
+back -> decoder. Subclasses own the quantizer and the shape of their codes; the partial decode for
+streaming (open cells painted grey) is written once here.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from diffusers.configuration_utils import ConfigMixin
+from diffusers.models.autoencoders.vae import Decoder, Encoder
+from diffusers.models.modeling_utils import ModelMixin
+
+GREY = 0.0  # mid-grey in [-1, 1]: how undecided cells are painted in partial decodes
+
+
+class CodebookQuantizer(nn.Module):
+    """A learned codebook with a running usage count and dead-code restarts (subclasses: the lookup)."""
+
+    def __init__(self, codebook_size: int, code_dim: int, init_std: float = 1.0):
+        super().__init__()
+        self.codebook = nn.Embedding(codebook_size, code_dim)
+        nn.init.normal_(self.codebook.weight, std=init_std)
+        # Running (decayed) count of how often each code is picked; drives dead-code restarts.
+        self.register_buffer("usage", torch.ones(codebook_size), persistent=False)
+
+    @torch.no_grad()
+    def track(self, codes: torch.Tensor, decay: float = 0.99):
+        counts = torch.bincount(codes.flatten(), minlength=self.usage.numel()).float()
+        self.usage.mul_(decay).add_(counts, alpha=1 - decay)
+
+    def restart_pool(self, z: torch.Tensor) -> torch.Tensor:
+        """Candidate vectors (M, code_dim) a dead code may be moved to, from latents z (B, C, h, w)."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def restart_dead(self, z: torch.Tensor, generator: torch.Generator, threshold: float = 1e-3) -> int:
+        """Move codes whose running usage fell under `threshold` onto random candidates from `restart_pool`."""
+        dead = (self.usage < threshold).nonzero().flatten()
+        if dead.numel() == 0:
+            return 0
+        pool = self.restart_pool(z)
+        pick = torch.randint(0, pool.shape[0], (dead.numel(),), generator=generator, device=generator.device)
+        self.codebook.weight[dead] = pool[pick.to(pool.device)]
+        self.usage[dead] = 1.0
+        return dead.numel()
+
+
+class ConvTokenizer(ModelMixin, ConfigMixin):
+    """Images in [-1, 1] <-> vectors on a (grid x grid) map; subclasses quantize the vectors."""
+
+    def _build(self, block_out_channels: tuple, layers_per_block: int, latent_channels: int, norm_num_groups: int,
+               code_dim: int):
+        n = len(block_out_channels)
+        self.encoder = Encoder(3, latent_channels, down_block_types=("DownEncoderBlock2D",) * n,
+                               block_out_channels=block_out_channels, layers_per_block=layers_per_block,
+                               norm_num_groups=norm_num_groups, double_z=False)
+        self.decoder = Decoder(latent_channels, 3, up_block_types=("UpDecoderBlock2D",) * n,
+                               block_out_channels=block_out_channels, layers_per_block=layers_per_block,
+                               norm_num_groups=norm_num_groups)
+        self.quant_conv = nn.Conv2d(latent_channels, code_dim, 1)
+        self.post_quant_conv = nn.Conv2d(code_dim, latent_channels, 1)
+
+    @property
+    def grid(self) -> int:
+        return self.config.image_size // 2 ** (len(self.config.block_out_channels) - 1)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.config.codebook_size
+
+    def check_images(self, images: torch.Tensor):
+        s = self.config.image_size
+        if images.ndim != 4 or images.shape[1:] != (3, s, s):
+            raise ValueError(f"images must be (B, 3, {s}, {s}) in [-1, 1], got {tuple(images.shape)}")
+
+    def check_codes(self, codes: torch.Tensor, trailing: tuple = ()):
+        """codes (B, grid, grid, *trailing) with every index in [0, vocab_size)."""
+        g = self.grid
+        want = (g, g, *trailing)
+        if codes.ndim != 1 + len(want) or tuple(codes.shape[1:]) != want:
+            shape = ", ".join(map(str, ("B", *want)))
+            raise ValueError(f"codes must be ({shape}), got {tuple(codes.shape)}")
+        if codes.numel() and (codes.min() < 0 or codes.max() >= self.vocab_size):
+            raise ValueError(f"codes must lie in [0, {self.vocab_size}), got [{codes.min()}, {codes.max()}]")
+
+    def latents(self, images: torch.Tensor) -> torch.Tensor:
+        """images -> pre-quantization vectors (B, code_dim, grid, grid)."""
+        self.check_images(images)
+        return self.quant_conv(self.encoder(images))
+
+    def decode_vectors(self, vectors: torch.Tensor) -> torch.Tensor:
+        """(B, code_dim, grid, grid) -> images (B, 3, H, W) in [-1, 1]."""
+        return self.decoder(self.post_quant_conv(vectors)).clamp(-1, 1)
+
+    def grey_open(self, images: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+        """Paint the pixels of open cells (known (B, grid, grid) False) grey."""
+        scale = self.config.image_size // self.grid
+        open_px = (~known).repeat_interleave(scale, 1).repeat_interleave(scale, 2)[:, None]
+        return images.masked_fill(open_px, GREY)
