@@ -26,7 +26,7 @@ from mindmap.data.samples import load_samples, load_user_image
 from mindmap.eval.metrics import psnr
 from mindmap.frames import to_pil
 from mindmap.registry import list_models, list_tokenizers, load_pipeline, load_tokenizer
-from mindmap.viz import confidence_map, order_map, paradigm_view, token_map
+from mindmap.viz import confidence_map, importance_map, order_map, paradigm_view, token_map
 
 logger = logging.getLogger("mindmap.app")
 
@@ -90,7 +90,8 @@ UI_CONTROLS = CORE + tuple(EXTRA)  # later paradigms' controls get a widget and 
 # Where the sliders sit on the page (the /generate order above stays fixed): the paradigm's own levers first.
 # The picture particular to each paradigm (`viz.paradigm_view`), under the three maps.
 VIEWS = {"masked": "Schedule: cells committed per step", "hybrid": "Schedule: raster prefix, then masked steps",
-         "depth": "Depth strip: the picture from its first 1, 2, ... codes per cell"}
+         "depth": "Depth strip: the picture from its first 1, 2, ... codes per cell",
+         "mq": "Masked quantization: kept cells, and the importance map of the result"}
 LAYOUT = ["prefix", "steps", "schedule", "randomness", "cfg", "cfg_schedule", "temperature", "top_k", "top_p"]
 
 
@@ -258,6 +259,8 @@ def tokenize(tokenizer: str, sample: str | None, upload: str | None):
         score = psnr(recon, image[None]).item()
         items += [(to_pil(recon[0], scale), f"{label} · PSNR {score:.1f} dB"),
                   (token_map(codes[0], tok.vocab_size, size * scale), f"{label} · code indices")]
+    if hasattr(tok, "importance"):      # masked quantization: which cells the tokenizer keeps first
+        items.append((importance_map(tok.importance(image[None])[0], size * scale), "importance (yellow = kept first)"))
     return items
 
 

@@ -16,8 +16,6 @@ import json
 import shutil
 from pathlib import Path
 
-import torch
-
 MANIFEST = "mindmap.json"
 WEIGHTS = "diffusion_pytorch_model.safetensors"
 PARADIGMS = ("raster", "masked", "hybrid", "depth", "mq", "scale", "mar")

@@ -85,8 +85,12 @@ def parallel_controls(n_cells: int, steps: int = 8) -> list[Control]:
             Control("schedule", "choice", "cosine", choices=SCHEDULES, help="share of cells still masked per step"),
             Control("randomness", "float", 4.5, 0.0, 20.0,
                     help="Gumbel noise on the confidence ranking, annealed to 0 (MaskGIT's choice temperature)"),
-            Control("cfg_schedule", "choice", "linear", choices=CFG_SCHEDULES,
-                    help="guidance constant, or ramped up to cfg over the steps")]
+            cfg_schedule_control()]
+
+
+def cfg_schedule_control() -> Control:
+    return Control("cfg_schedule", "choice", "linear", choices=CFG_SCHEDULES,
+                   help="guidance constant, or ramped from none at the first step to cfg at the last")
 
 
 def prefix_control(n_cells: int, default: int) -> Control:
@@ -96,6 +100,11 @@ def prefix_control(n_cells: int, default: int) -> Control:
 
 def depth_control(depth: int) -> Control:
     return Control("depth", "int", depth, 1, depth, help="residual codes sampled and decoded per cell (coarse to fine)")
+
+
+def mask_ratio_control(lo: float, hi: float, default: float = 0.5) -> Control:
+    return Control("mask_ratio", "float", min(max(default, lo), hi), lo, hi,
+                   help="share of the cells masked out (and rebuilt by the decoder): fewer pairs, faster")
 
 
 def with_defaults(specs: list[Control], defaults: dict) -> list[Control]:
@@ -124,6 +133,7 @@ class Controls:
     cfg_schedule: str | None = None
     prefix: int | None = None
     depth: int | None = None
+    mask_ratio: float | None = None
 
     @classmethod
     def resolve(cls, specs: list[Control], values: dict, classes: list[str] | None = None) -> "Controls":

@@ -31,6 +31,15 @@ class Frame:
         return to_pil(self.image[index], scale)
 
 
+def codes_per_image(frame: Frame) -> int:
+    """How many codes the sampler drew for one image: all depths, the whole pyramid, or the kept cells."""
+    if "codes" in frame.views:                      # residual depth: (B, g, g, depth)
+        return frame.views["codes"][0].numel()
+    if "pyramid" in frame.views:                    # next-scale: every scale's map
+        return sum(c[0].numel() for c in frame.views["pyramid"])
+    return int((~frame.mask[0]).sum())              # one code per decided cell (MQ: the kept ones)
+
+
 def to_pil(image: torch.Tensor, scale: int = 1) -> Image.Image:
     """(3, H, W) in [-1, 1] -> RGB PIL image, nearest-neighbour upscaled."""
     arr = ((image.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)

@@ -96,23 +96,34 @@ class Attention(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, dim: int, n_heads: int, dropout: float = 0.0):
+    """Pre-norm LLaMA block; with `adaln`, a condition vector modulates both norms and both branches.
+
+    AdaLN (DiT / VAR): (shift, scale, gate) per branch from the condition; x + (1 + gate) * f(norm(x) *
+    (1 + scale) + shift). The modulation starts at zero, so an untrained AdaLN block is a plain block.
+    """
+
+    def __init__(self, dim: int, n_heads: int, dropout: float = 0.0, adaln: bool = False):
         super().__init__()
         self.attn_norm, self.attn = RMSNorm(dim), Attention(dim, n_heads)
         self.ffn_norm, self.ffn = RMSNorm(dim), SwiGLU(dim)
         self.drop = nn.Dropout(dropout)  # residual dropout: the emoji set is small and easy to memorise
+        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim)) if adaln else None
 
-    def forward(self, x, angles, mask, pos=None):
-        x = x + self.drop(self.attn(self.attn_norm(x), angles, mask, pos))
-        return x + self.drop(self.ffn(self.ffn_norm(x)))
+    def forward(self, x, angles, mask, pos=None, cond=None):
+        if self.ada is None:
+            x = x + self.drop(self.attn(self.attn_norm(x), angles, mask, pos))
+            return x + self.drop(self.ffn(self.ffn_norm(x)))
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(cond)[:, None].chunk(6, dim=-1)   # (B, 1, C) each
+        x = x + (1 + gate1) * self.drop(self.attn(self.attn_norm(x) * (1 + scale1) + shift1, angles, mask, pos))
+        return x + (1 + gate2) * self.drop(self.ffn(self.ffn_norm(x) * (1 + scale2) + shift2))
 
 
 class Transformer(nn.Module):
     """A stack of LLaMA blocks plus the final norm; the caller owns embeddings and heads."""
 
-    def __init__(self, dim: int, n_layers: int, n_heads: int, dropout: float = 0.0):
+    def __init__(self, dim: int, n_layers: int, n_heads: int, dropout: float = 0.0, adaln: bool = False):
         super().__init__()
-        self.blocks = nn.ModuleList(Block(dim, n_heads, dropout) for _ in range(n_layers))
+        self.blocks = nn.ModuleList(Block(dim, n_heads, dropout, adaln) for _ in range(n_layers))
         self.norm = RMSNorm(dim)
 
     def setup_caches(self, batch: int, max_len: int, device, dtype):
@@ -123,16 +134,20 @@ class Transformer(nn.Module):
         for b in self.blocks:
             b.attn.cache = None
 
-    def forward(self, x, angles, mask, pos=None):
+    def forward(self, x, angles, mask, pos=None, cond=None):
         for b in self.blocks:
-            x = b(x, angles, mask, pos)
+            x = b(x, angles, mask, pos, cond)
         return self.norm(x)
 
 
 def init_weights(module: nn.Module, std: float = 0.02):
-    """GPT-style init: normal(0, std) for linear and embedding weights, zero biases."""
+    """GPT-style init: normal(0, std) for linear and embedding weights, zero biases; AdaLN modulations zero."""
     for m in module.modules():
         if isinstance(m, (nn.Linear, nn.Embedding)):
             nn.init.normal_(m.weight, std=std)
             if getattr(m, "bias", None) is not None:
                 nn.init.zeros_(m.bias)
+    for m in module.modules():
+        if isinstance(m, Block) and m.ada is not None:
+            nn.init.zeros_(m.ada[1].weight)
+            nn.init.zeros_(m.ada[1].bias)

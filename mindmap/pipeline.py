@@ -20,17 +20,23 @@ from typing import Callable, Iterator
 import torch
 
 from .checkpoint import CheckpointError, component_path, load_component, read_manifest
-from .controls import (Control, Controls, class_control, common_controls, depth_control, parallel_controls,
-                       prefix_control, token_sampling_controls, with_defaults)
+from .controls import (Control, Controls, cfg_schedule_control, class_control, common_controls, depth_control,
+                       mask_ratio_control, parallel_controls, prefix_control, token_sampling_controls, with_defaults)
 from .frames import Frame
 from .generators.depth import DepthGPT
 from .generators.masked import MaskedGPT
 from .generators.raster import RasterGPT
+from .generators.scale import ScaleGPT
+from .generators.stack import StackGPT
 from .samplers.depth import sample_depth
 from .samplers.hybrid import sample_hybrid
 from .samplers.masked import sample_masked
 from .samplers.raster import sample_raster
+from .samplers.scale import sample_scale
+from .samplers.stack import sample_stack
 from .sampling import make_generator
+from .tokenizers.mq import MQTokenizer
+from .tokenizers.msvq import MSVQTokenizer
 from .tokenizers.rq import RQTokenizer
 from .tokenizers.vq import VQTokenizer
 
@@ -99,6 +105,27 @@ def _depth_sample(pipe: "Pipeline", c: Controls, rng, preview_every: int, cached
                         cached=cached)
 
 
+def _mq_controls(manifest: dict, tok_config: dict) -> list[Control]:
+    return [*_raster_controls(manifest, tok_config),
+            mask_ratio_control(tok_config["min_mask_ratio"], tok_config["max_mask_ratio"])]
+
+
+def _mq_sample(pipe: "Pipeline", c: Controls, rng, preview_every: int, cached: bool):
+    return sample_stack(pipe.generator, pipe.tokenizer, _labels(pipe, c), rng, mask_ratio=c.mask_ratio, cfg=c.cfg,
+                        temperature=c.temperature, top_k=c.top_k, top_p=c.top_p, preview_every=preview_every,
+                        cached=cached)
+
+
+def _scale_controls(manifest: dict, tok_config: dict) -> list[Control]:
+    return [*_raster_controls(manifest, tok_config), cfg_schedule_control()]
+
+
+def _scale_sample(pipe: "Pipeline", c: Controls, rng, preview_every: int, cached: bool):
+    return sample_scale(pipe.generator, pipe.tokenizer, _labels(pipe, c), rng, cfg=c.cfg, cfg_schedule=c.cfg_schedule,
+                        temperature=c.temperature, top_k=c.top_k, top_p=c.top_p, preview_every=preview_every,
+                        cached=cached)
+
+
 def _every_sixteenth(n: int) -> int:
     return max(1, n // 16)
 
@@ -117,6 +144,10 @@ PARADIGMS = {
                        _hybrid_sample, _every_sixteenth, lambda pipe: {"prefix": 0, "steps": pipe.cells}),
     "depth": Paradigm({"tokenizer": RQTokenizer, "generator": DepthGPT}, _depth_controls, _depth_sample,
                       _every_sixteenth, lambda pipe: {"cached": False}),
+    "mq": Paradigm({"tokenizer": MQTokenizer, "generator": StackGPT}, _mq_controls, _mq_sample, _every_sixteenth,
+                   lambda pipe: {"cached": False}),
+    "scale": Paradigm({"tokenizer": MSVQTokenizer, "generator": ScaleGPT}, _scale_controls, _scale_sample,
+                      _every_step, lambda pipe: {"cached": False}),
 }
 
 
@@ -175,6 +206,8 @@ class Pipeline:
             if part.config.get("depth", 0) != parts["tokenizer"].config.get("depth", 0):
                 raise CheckpointError(f"{folder}: {role} predicts {part.config.get('depth')} codes per cell, "
                                       f"the tokenizer gives {parts['tokenizer'].config.get('depth')}")
+            if tuple(part.config.get("scales", ())) != tuple(parts["tokenizer"].config.get("scales", ())):
+                raise CheckpointError(f"{folder}: {role} and the tokenizer use different scale pyramids")
             if (part.config.grid, part.config.vocab_size) != (grid, vocab):
                 raise CheckpointError(f"{folder}: {role} models a {part.config.grid}x{part.config.grid} grid of "
                                       f"{part.config.vocab_size} codes, the tokenizer gives {grid}x{grid} of {vocab}")

@@ -74,11 +74,14 @@ def commit_counts(schedule: str, steps: int, n: int) -> list[int]:
 
 
 def cfg_at(cfg: float, schedule: str, t: int, steps: int) -> float:
-    """Guidance scale at step t of `steps`: constant, or ramped linearly up to `cfg` at the last step."""
+    """Guidance scale at step t of `steps`: constant, or ramped linearly from 1 (none) to `cfg` at the last step.
+
+    The ramp is MaskGIT's and VAR's: guidance weight cfg - 1 times t / (steps - 1).
+    """
     if schedule == "constant":
         return cfg
     if schedule == "linear":
-        return 1.0 + (cfg - 1.0) * (t + 1) / steps
+        return 1.0 + (cfg - 1.0) * (t / (steps - 1) if steps > 1 else 1.0)
     raise ValueError(f"cfg_schedule must be one of {CFG_SCHEDULES}, got {schedule!r}")
 
 

@@ -79,6 +79,8 @@ def panel(frame: Frame, index: int = 0, size: int = 192) -> Image.Image:
     strip = None
     if "depth_strip" in frame.views:
         strip = depth_strip(frame, index, (width - 2 * pad) // len(frame.views["depth_strip"]) - 8)
+    elif "mask_ratio" in frame.views:
+        strip = mq_view(frame, index, size)
     elif frame.schedule is not None:
         strip = schedule_plot(frame, width - 2 * pad, 110)
     out = Image.new("RGB", (width, size + title + 2 * pad + (strip.height + pad if strip else 0)), "white")
@@ -151,21 +153,49 @@ def schedule_plot(frame: Frame, width: int = 720, height: int = 150) -> Image.Im
 def depth_strip(frame: Frame, index: int = 0, size: int = 160) -> Image.Image:
     """The image decoded from its first 1, 2, ..., D codes per cell, side by side (`views["depth_strip"]`)."""
     images = frame.views["depth_strip"]
-    pad, title = 8, 18
-    out = Image.new("RGB", (len(images) * (size + pad) + pad, size + title + pad), "white")
+    return titled_tiles([(f"depth {d + 1}" + (" (all codes)" if d == len(images) - 1 else ""),
+                          to_pil(img[index]).resize((size, size), Image.Resampling.NEAREST))
+                         for d, img in enumerate(images)])
+
+
+def importance_map(scores: torch.Tensor, size: int = 256) -> Image.Image:
+    """(g, g) importance scores in [0, 1] as viridis: yellow = kept first."""
+    return _upscale(colorize(scores.float().cpu().numpy(), 0, 1), size)
+
+
+def kept_map(kept: torch.Tensor, size: int = 256) -> Image.Image:
+    """(g, g) bool: kept cells white, masked-out (rebuilt by the decoder) cells dark."""
+    rgb = np.where(kept.cpu().numpy()[..., None], np.array([245, 245, 245]), np.array([40, 40, 60]))
+    return _upscale(rgb.astype(np.uint8), size)
+
+
+def titled_tiles(tiles: list[tuple[str, Image.Image]], pad: int = 8, title: int = 18) -> Image.Image:
+    """Equal-size tiles side by side, each with its title above."""
+    size = tiles[0][1].width
+    out = Image.new("RGB", (len(tiles) * (size + pad) + pad, size + title + pad), "white")
     draw = ImageDraw.Draw(out)
-    for d, img in enumerate(images):
-        x = pad + d * (size + pad)
-        out.paste(to_pil(img[index]).resize((size, size), Image.Resampling.NEAREST), (x, title))
-        draw.text((x, 2), f"depth {d + 1}" + (" (all codes)" if d == len(images) - 1 else ""), fill=(30, 30, 30),
-                  font=font(12))
+    for k, (name, tile) in enumerate(tiles):
+        x = pad + k * (size + pad)
+        out.paste(tile, (x, title))
+        draw.text((x, 2), name, fill=(30, 30, 30), font=font(12))
     return out
 
 
+def mq_view(frame: Frame, index: int = 0, size: int = 160) -> Image.Image:
+    """Masked quantization: the cells kept so far; at the end, what the MQ encoder finds important."""
+    kept = ~frame.mask[index]
+    tiles = [(f"kept {int(kept.sum())} of {kept.numel()} cells", kept_map(kept, size))]
+    if "importance" in frame.views:
+        tiles.append(("importance (re-encoded)", importance_map(frame.views["importance"][index], size)))
+    return titled_tiles(tiles)
+
+
 def paradigm_view(frame: Frame, index: int = 0) -> Image.Image | None:
-    """The picture particular to a paradigm: depth strip (residual depth), schedule (parallel); else None."""
+    """The picture particular to a paradigm: depth strip, kept/importance maps, schedule; else None."""
     if "depth_strip" in frame.views:
         return depth_strip(frame, index)
+    if "mask_ratio" in frame.views:
+        return mq_view(frame, index)
     if frame.schedule is not None:
         return schedule_plot(frame, 900, 150)
     return None

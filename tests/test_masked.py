@@ -37,7 +37,8 @@ def test_schedule_follows_its_curve():
 def test_cfg_schedules():
     assert [cfg_at(3.0, "constant", t, 4) for t in range(4)] == [3.0] * 4
     ramp = [cfg_at(3.0, "linear", t, 4) for t in range(4)]
-    assert ramp == sorted(ramp) and ramp[-1] == 3.0 and ramp[0] == 1.5
+    assert ramp == sorted(ramp) and ramp[-1] == 3.0 and ramp[0] == 1.0
+    assert cfg_at(3.0, "linear", 0, 1) == 3.0                                 # a single step gets it all
 
 
 def test_training_mask_share_follows_the_cosine_schedule():

@@ -1,12 +1,8 @@
-import json
-
 import pytest
 import torch
 
 from mindmap.checkpoint import CheckpointError
 from mindmap.pipeline import Pipeline
-from mindmap.samplers.raster import sample_raster
-from mindmap.sampling import make_generator
 from mindmap.viz import confidence_map, mask_overlay, order_map, panel, save_gif, token_map
 
 from conftest import tiny_tokenizer, write_tiny_checkpoint

@@ -11,8 +11,9 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def codebook_stats(codes: torch.Tensor, codebook_size: int) -> dict:
-    """Share of the codebook used by `codes`, and the perplexity of their distribution."""
-    counts = torch.bincount(codes.flatten(), minlength=codebook_size).float()
+    """Share of the codebook used by `codes` (-1 = a masked cell, skipped), and the perplexity of their use."""
+    codes = codes.flatten()
+    counts = torch.bincount(codes[codes >= 0], minlength=codebook_size).float()
     p = counts / counts.sum()
     entropy = -(p[p > 0] * p[p > 0].log()).sum()
     return {"codebook_usage": (counts > 0).float().mean().item(), "perplexity": entropy.exp().item()}
@@ -27,9 +28,21 @@ def tokenizer_metrics(tokenizer, images: torch.Tensor, batch: int = 256) -> dict
         x = images[i:i + batch].to(device)
         c = tokenizer.encode(x)
         scores.append(psnr(tokenizer.decode(c), x).cpu())
-        codes.append(c.cpu())
+        codes.append(torch.cat([t.flatten() for t in c]) if isinstance(c, list) else c.cpu().flatten())
     return {"psnr": torch.cat(scores).mean().item(), "images": len(images),
             **codebook_stats(torch.cat(codes), tokenizer.vocab_size)}
+
+
+@torch.no_grad()
+def preview_psnr(tokenizer, images: torch.Tensor, batch: int = 256) -> dict[str, float]:
+    """Mean PSNR of each of the tokenizer's preview rows (every depth, mask ratio, scale...) by label."""
+    device = next(tokenizer.parameters()).device
+    sums: dict[str, float] = {}
+    for x in images.split(batch):
+        x = x.to(device)
+        for label, recon, _ in tokenizer.previews(x):
+            sums[label] = sums.get(label, 0.0) + psnr(recon, x).sum().item()
+    return {label: total / len(images) for label, total in sums.items()}
 
 
 def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -11,9 +11,11 @@ import torch
 from ..checkpoint import default_root, load_component, read_manifest
 from ..controls import MAX_BATCH
 from ..data import load_emoji
+from ..frames import codes_per_image
 from ..registry import list_models, load_pipeline, load_tokenizer
 from .classifier import EmojiClassifier, embed, topk_agreement
-from .metrics import frechet_distance, nearest_distances, precision_recall, psnr, ssim, tokenizer_metrics
+from .metrics import (frechet_distance, nearest_distances, precision_recall, preview_psnr, ssim,
+                      tokenizer_metrics)
 
 logger = logging.getLogger(__name__)
 CLASSIFIER = "classifier-emoji32"
@@ -47,9 +49,9 @@ def _balanced_labels(num_classes: int, n: int) -> torch.Tensor:
     return torch.arange(n) % num_classes
 
 
-def _sample(pipe, labels: torch.Tensor, seed: int, controls: dict) -> tuple[torch.Tensor, float, int, torch.Tensor]:
-    """One image per label, batched per class: (images, seconds per image, calls per run, their labels)."""
-    images, done, seconds, calls = [], [], 0.0, 0
+def _sample(pipe, labels: torch.Tensor, seed: int, controls: dict):
+    """One image per label, batched per class: (images, seconds per image, the last Frame, their labels)."""
+    images, done, seconds, frame = [], [], 0.0, None
     for k, label in enumerate(labels.unique().tolist()):
         count = int((labels == label).sum())
         for start in range(0, count, MAX_BATCH):
@@ -59,8 +61,7 @@ def _sample(pipe, labels: torch.Tensor, seed: int, controls: dict) -> tuple[torc
             seconds += time.perf_counter() - t0
             images.append(frame.image.cpu())
             done.append(torch.full((b,), label))
-            calls = frame.network_calls
-    return torch.cat(images), seconds / len(labels), calls, torch.cat(done)
+    return torch.cat(images), seconds / len(labels), frame, torch.cat(done)
 
 
 # The controls each paradigm is judged at besides its defaults (`eval --all`): the speed levers.
@@ -89,7 +90,8 @@ def eval_generator(name: str, n: int = 990, seed: int = 0, root: Path | None = N
     data = load_emoji(pipe.manifest["image_size"])
     clf = load_classifier(root)
     labels = _balanced_labels(len(pipe.classes), n)
-    fake, sec_per_image, calls, fake_labels = _sample(pipe, labels, seed, controls)
+    fake, sec_per_image, last_frame, fake_labels = _sample(pipe, labels, seed, controls)
+    calls = last_frame.network_calls
     held = data.tensor(data.indices("heldout"))
     train_idx = data.indices("train")
     # Real-vs-real floor: training images with the same per-class counts as the samples, against the
@@ -109,7 +111,7 @@ def eval_generator(name: str, n: int = 990, seed: int = 0, root: Path | None = N
     return {"model": variant_name(name, controls), "paradigm": pipe.manifest["paradigm"], "controls": controls,
             "n": len(fake), "params": sum(p.numel() for role, part in pipe.parts.items() if role != "tokenizer"
                                           for p in part.parameters()),
-            "tokens": pipe.tokenizer.grid ** 2,
+            "tokens": codes_per_image(last_frame),
             "fd_emoji": frechet_distance(f_fake, f_held), "fd_emoji_floor": frechet_distance(f_floor, f_held),
             "class_top1": agree["top1"], "class_top5": agree["top5"],
             **precision_recall(f_held, f_fake), "memorized": memo.float().mean().item(),
@@ -118,16 +120,12 @@ def eval_generator(name: str, n: int = 990, seed: int = 0, root: Path | None = N
 
 
 def eval_tokenizer(name: str, root: Path | None = None) -> dict:
-    """Held-out PSNR, SSIM, rFD-emoji and codebook use; PSNR of every preview row (each depth for RQ)."""
+    """Held-out PSNR, SSIM, rFD-emoji and codebook use; PSNR of every preview row (each depth, mask ratio...)."""
     tok = load_tokenizer(name, root)
     data = load_emoji(tok.config.image_size)
     held = data.tensor(data.indices("heldout"))
-    rows = [tok.previews(x) for x in held.split(256)]
-    labels = [label for label, _, _ in rows[0]]
-    recon = torch.cat([r[-1][1] for r in rows])                       # the last row: the full reconstruction
-    by_preview = {label: torch.cat([psnr(r[k][1], x) for r, x in zip(rows, held.split(256))]).mean().item()
-                  for k, label in enumerate(labels)}
+    recon = torch.cat([tok.previews(x)[-1][1] for x in held.split(256)])      # the last row: the finest level
     clf = load_classifier(root)
     return {"tokenizer": name, "kind": read_manifest(Path(root or default_root()) / name).get("tokenizer", "vq"),
-            "tokens": tok.grid ** 2, **tokenizer_metrics(tok, held), "psnr_by_preview": by_preview,
+            "tokens": tok.grid ** 2, **tokenizer_metrics(tok, held), "psnr_by_preview": preview_psnr(tok, held),
             "ssim": ssim(recon, held).mean().item(), "rfd_emoji": frechet_distance(embed(clf, recon)[0], embed(clf, held)[0])}

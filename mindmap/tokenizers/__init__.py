@@ -1,8 +1,10 @@
 """Tokenizers: images <-> codes, with partial decodes for streaming. `TOKENIZERS` maps a manifest's
 `tokenizer` entry to its class."""
+from .mq import MQTokenizer
+from .msvq import MSVQTokenizer
 from .rq import RQTokenizer
 from .vq import VQTokenizer
 
-TOKENIZERS = {"vq": VQTokenizer, "rq": RQTokenizer}
+TOKENIZERS = {"vq": VQTokenizer, "rq": RQTokenizer, "mq": MQTokenizer, "msvq": MSVQTokenizer}
 
-__all__ = ["TOKENIZERS", "RQTokenizer", "VQTokenizer"]
+__all__ = ["TOKENIZERS", "MQTokenizer", "MSVQTokenizer", "RQTokenizer", "VQTokenizer"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin
 from diffusers.models.autoencoders.vae import Decoder, Encoder
 from diffusers.models.modeling_utils import ModelMixin
@@ -29,6 +30,14 @@ class CodebookQuantizer(nn.Module):
     def track(self, codes: torch.Tensor, decay: float = 0.99):
         counts = torch.bincount(codes.flatten(), minlength=self.usage.numel()).float()
         self.usage.mul_(decay).add_(counts, alpha=1 - decay)
+
+    def straight_through(self, z: torch.Tensor, zq: torch.Tensor, codes: torch.Tensor):
+        """(z with zq's values and z's gradients, codes, VQ-VAE loss: codebook + 0.25 commitment, or None)."""
+        loss = None
+        if self.training:
+            loss = F.mse_loss(zq, z.detach()) + 0.25 * F.mse_loss(z, zq.detach())
+            self.track(codes)
+        return z + (zq - z).detach(), codes, loss
 
     def restart_pool(self, z: torch.Tensor) -> torch.Tensor:
         """Candidate vectors (M, code_dim) a dead code may be moved to, from latents z (B, C, h, w)."""

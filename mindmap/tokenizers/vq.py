@@ -8,7 +8,6 @@ encoder outputs during training.
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from diffusers.configuration_utils import register_to_config
 
@@ -34,12 +33,7 @@ class L2Quantizer(CodebookQuantizer):
         z_flat = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])             # (B*h*w, D)
         codes = (z_flat @ self.embeddings.t()).argmax(dim=1)               # max cosine = min l2
         codes = codes.view(z.shape[0], z.shape[2], z.shape[3])
-        zq = self.lookup(codes)
-        loss = None
-        if self.training:
-            loss = F.mse_loss(zq, z.detach()) + 0.25 * F.mse_loss(z, zq.detach())
-            self.track(codes)
-        return z + (zq - z).detach(), codes, loss
+        return self.straight_through(z, self.lookup(codes), codes)
 
     def restart_pool(self, z: torch.Tensor) -> torch.Tensor:
         """Normalised encoder outputs."""

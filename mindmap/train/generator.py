@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -13,16 +15,30 @@ from ..generators import depth as depth_gen
 from ..generators.base import PRESETS
 from ..generators.masked import MaskedGPT, masked_loss
 from ..generators.raster import RasterGPT
+from ..generators.stack import PRESETS as STACK_PRESETS
+from ..generators.scale import PRESETS as SCALE_PRESETS
+from ..generators.scale import ScaleGPT, scale_loss
+from ..generators.stack import StackGPT, stack_loss
 from ..tokenizers import TOKENIZERS
 from .common import Trainer, batch_indices, command_line, write_card
 
 logger = logging.getLogger(__name__)
 
 
+def token_codes(tokenizer, images: torch.Tensor) -> torch.Tensor:
+    """Images -> flattened codes (B, grid*grid[*depth]) in raster order (a cell's depths together)."""
+    return tokenizer.encode(images).flatten(1)
+
+
+def cell_codes_and_scores(tokenizer, images: torch.Tensor) -> torch.Tensor:
+    """MQ: every cell's code and importance score, (B, N, 2) float; the kept set is chosen per training row."""
+    codes, scores = tokenizer.encode_all(images)
+    return torch.stack([codes.flatten(1).float(), scores.flatten(1)], dim=-1)
+
+
 @torch.no_grad()
-def encode_all(tokenizer, images: torch.Tensor, batch: int = 512) -> torch.Tensor:
-    """All images -> flattened codes (N, grid*grid[*depth]) in raster order (a cell's depths together)."""
-    return torch.cat([tokenizer.encode(images[i:i + batch]).flatten(1) for i in range(0, len(images), batch)])
+def encode_all(tokenizer, images: torch.Tensor, encode=token_codes, batch: int = 512) -> torch.Tensor:
+    return torch.cat([encode(tokenizer, images[i:i + batch]) for i in range(0, len(images), batch)])
 
 
 def drop_labels(labels: torch.Tensor, p: float, null: int, g: torch.Generator) -> torch.Tensor:
@@ -36,19 +52,61 @@ def raster_loss(model: RasterGPT, codes: torch.Tensor, labels: torch.Tensor, gen
     return F.cross_entropy(model(codes, labels).flatten(0, 1), codes.flatten())
 
 
-# paradigm -> (model class, its size presets, loss, card title, what the card says of it)
+def pyramid_codes_and_inputs(tokenizer, images: torch.Tensor) -> torch.Tensor:
+    """VAR: the pyramid's codes (B, L) and the next-scale inputs (B, (L-1) * C), side by side as floats."""
+    codes = tokenizer.encode(images)
+    flat = torch.cat([c.flatten(1) for c in codes], dim=1).float()
+    return torch.cat([flat, tokenizer.teacher_inputs(codes).flatten(1)], dim=1)
+
+
+def var_loss(model, batch: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    codes, inputs = batch[:, :model.length].long(), batch[:, model.length:]
+    return scale_loss(model, codes, inputs.view(len(batch), model.length - 1, -1), labels)
+
+
+def mq_loss(model, batch: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Stackformer on a random kept count per row, K ~ U{min_count .. N} (the mask ratio range it serves)."""
+    counts = torch.randint(model.config.min_count, model.cells + 1, (len(batch),), generator=generator)
+    return stack_loss(model, batch[..., 0].long(), batch[..., 1], labels, counts.to(batch.device))
+
+
+@dataclass(frozen=True)
+class Recipe:
+    model: type
+    presets: dict
+    loss: Callable                       # (model, batch of codes, labels, generator) -> loss
+    title: str                           # the model card's title
+    summary: str                         # what the card says of the model
+    encode: Callable = token_codes       # (tokenizer, images) -> what `loss` trains on
+    needs: str = "vq"                    # the tokenizer kind it models
+    extra: Callable = lambda tok: {}     # model arguments that come from the tokenizer
+
+
 GENERATORS = {
-    "raster": (RasterGPT, PRESETS, raster_loss, "raster next-token generator (LlamaGen recipe)",
-               "Causal LLaMA, class as a prefix token, 2D RoPE, trained by teacher forcing"),
-    "masked": (MaskedGPT, PRESETS, masked_loss, "masked parallel generator (MaskGIT recipe)",
-               "Bidirectional LLaMA with a [MASK] code, class as a prefix token, 2D RoPE, trained with the "
-               "MaskGIT objective (cosine share of cells masked per sequence, loss on masked cells)"),
-    "depth": (depth_gen.DepthGPT, depth_gen.PRESETS, depth_gen.depth_loss,
-              "residual-depth generator (DnD-Transformer recipe)",
-              "Causal LLaMA over cells with one head per residual depth at intermediate layers; each sampled code's "
-              "embedding is added to the hidden state before the next head; the next cell's input is the sum of "
-              "its codes' embeddings. Teacher forcing with CE summed over heads, depth truncated at random (half "
-              "the rows at full depth) so every depth control value is in-distribution"),
+    "raster": Recipe(RasterGPT, PRESETS, raster_loss, "raster next-token generator (LlamaGen recipe)",
+                     "Causal LLaMA, class as a prefix token, 2D RoPE, trained by teacher forcing"),
+    "masked": Recipe(MaskedGPT, PRESETS, masked_loss, "masked parallel generator (MaskGIT recipe)",
+                     "Bidirectional LLaMA with a [MASK] code, class as a prefix token, 2D RoPE, trained with the "
+                     "MaskGIT objective (cosine share of cells masked per sequence, loss on masked cells)"),
+    "depth": Recipe(depth_gen.DepthGPT, depth_gen.PRESETS, depth_gen.depth_loss,
+                    "residual-depth generator (DnD-Transformer recipe)",
+                    "Causal LLaMA over cells with one head per residual depth at intermediate layers; each sampled "
+                    "code's embedding is added to the hidden state before the next head; the next cell's input is "
+                    "the sum of its codes' embeddings. Teacher forcing with CE summed over heads, depth truncated at "
+                    "random (half the rows at full depth) so every depth control value is in-distribution",
+                    needs="rq", extra=lambda tok: {"depth": tok.config["depth"]}),
+    "mq": Recipe(StackGPT, STACK_PRESETS, mq_loss, "Stackformer generator (MQ-VAE recipe)",
+                 "A causal code transformer predicts the next kept cell's code; a position transformer stacked on "
+                 "it predicts that code's cell (raster order, used and too-late cells banned). The start token "
+                 "carries the class and K, the kept count; trained on K drawn over the tokenizer's mask-ratio range "
+                 "with code CE + position CE", encode=cell_codes_and_scores, needs="mq",
+                 extra=lambda tok: {"min_count": max(1, round((1 - tok.config["max_mask_ratio"]) * tok.grid ** 2))}),
+    "scale": Recipe(ScaleGPT, SCALE_PRESETS, var_loss, "next-scale generator (VAR recipe)",
+                    "Block-causal transformer over the multi-scale pyramid: the class as the start token and through "
+                    "AdaLN in every block, learned position and level embeddings, the next scale's input being the "
+                    "running sum of the coarser scales down-sampled to it; CE over every code of the pyramid",
+                    encode=pyramid_codes_and_inputs, needs="msvq",
+                    extra=lambda tok: {"scales": tok.scales, "code_dim": tok.config.code_dim}),
 }
 
 
@@ -62,17 +120,17 @@ def heldout_loss(model, loss, codes: torch.Tensor, labels: torch.Tensor, seed: i
     return total / len(codes)
 
 
-def load_codes(tok_dir: Path, flip: bool):
-    """The tokenizer, the emoji data and its codes: (tok, data, views (V, N, grid*grid), labels (N,))."""
+def load_codes(tok_dir: Path, flip: bool, encode=token_codes):
+    """The tokenizer, the emoji data and its codes: (tok, data, views (V, M, ...), labels (M,))."""
     tok_manifest = read_manifest(tok_dir)
     tok = load_component(tok_dir, "tokenizer", TOKENIZERS[tok_manifest.get("tokenizer", "vq")])
     data = load_emoji(tok.config.image_size)
     if data.classes != tok_manifest["classes"]:
         raise ValueError(f"{tok_dir}: its class list differs from the emoji data's; rebuild one of them")
     images = data.tensor()
-    codes = encode_all(tok, images)
+    codes = encode_all(tok, images, encode)
     # Mirrored emoji are still emoji of their class: twice the code sequences, much less memorisation.
-    views = torch.stack([codes, encode_all(tok, images.flip(-1))]) if flip else codes[None]
+    views = torch.stack([codes, encode_all(tok, images.flip(-1), encode)]) if flip else codes[None]
     return tok, data, views, torch.from_numpy(data.labels)
 
 
@@ -81,22 +139,23 @@ def train_generator(out: Path, tokenizer: Path, paradigm: str = "raster", steps:
                     run_dir: Path | None = None, cpu: bool = False) -> dict:
     if paradigm not in GENERATORS:
         raise ValueError(f"paradigm must be one of {list(GENERATORS)}, got {paradigm!r}")
-    model_cls, presets, loss, title, recipe = GENERATORS[paradigm]
-    if preset not in presets:
-        raise ValueError(f"preset must be one of {list(presets)}, got {preset!r}")
+    recipe = GENERATORS[paradigm]
+    if preset not in recipe.presets:
+        raise ValueError(f"preset must be one of {list(recipe.presets)}, got {preset!r}")
     if tokenizer is None:
         raise ValueError("--tokenizer is required: the tokenizer checkpoint folder the generator models")
     out, tok_dir = Path(out), Path(tokenizer)
-    tok, data, views, labels = load_codes(tok_dir, flip)
-    if paradigm == "depth" and "depth" not in tok.config:
-        raise ValueError(f"{tok_dir}: a depth generator needs an RQ tokenizer (`train tokenizer --kind rq`)")
+    kind = read_manifest(tok_dir).get("tokenizer", "vq")
+    if kind != recipe.needs:
+        raise ValueError(f"{tok_dir}: a {paradigm} generator models a {recipe.needs} tokenizer, this one is {kind}")
+    tok, data, views, labels = load_codes(tok_dir, flip, recipe.encode)
+    loss = recipe.loss
     train_idx = torch.from_numpy(data.indices("train"))
     held_idx = torch.from_numpy(data.indices("heldout"))
 
     torch.manual_seed(seed)
-    extra = {"depth": tok.config["depth"]} if paradigm == "depth" else {}
-    model = model_cls(vocab_size=tok.vocab_size, num_classes=len(data.classes), grid=tok.grid, dropout=dropout,
-                      **extra, **presets[preset])
+    model = recipe.model(vocab_size=tok.vocab_size, num_classes=len(data.classes), grid=tok.grid, dropout=dropout,
+                         **recipe.extra(tok), **recipe.presets[preset])
     trainer = Trainer(model, steps, lr, run_dir or Path("runs") / out.name, weight_decay=0.05, cpu=cpu)
     g = torch.Generator().manual_seed(seed + 1)
 
@@ -120,8 +179,9 @@ def train_generator(out: Path, tokenizer: Path, paradigm: str = "raster", steps:
                          "components": {"tokenizer": "tokenizer", "generator": "generator"},
                          "tokenizer_source": tok_dir.name, "image_size": tok.config.image_size,
                          "grid": tok.grid, "classes": data.classes, "metrics": metrics})
-    write_card(out, f"{out.name}: {title}",
-               f"{recipe}. {metrics['params'] / 1e6:.2f}M parameters, preset `{preset}` ({presets[preset]}), over "
+    write_card(out, f"{out.name}: {recipe.title}",
+               f"{recipe.summary}. {metrics['params'] / 1e6:.2f}M parameters, preset `{preset}` "
+               f"({recipe.presets[preset]}), over "
                f"the {tok.grid}x{tok.grid} codes of the `{tok_dir.name}` tokenizer (copied into `tokenizer/`); "
                f"label dropout {model.config.class_dropout} for classifier-free guidance, residual dropout "
                f"{dropout}" + (", horizontal-flip augmentation" if flip else "") + ". Weights stored in float16, "

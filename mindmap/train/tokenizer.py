@@ -1,4 +1,4 @@
-"""`mindmap train tokenizer`: a VQ or RQ tokenizer on emoji (L1 + MSE reconstruction + quantizer losses)."""
+"""`mindmap train tokenizer`: a VQ, RQ or MQ tokenizer on emoji (L1 + MSE reconstruction + quantizer losses)."""
 from __future__ import annotations
 
 import logging
@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from ..checkpoint import write_manifest
 from ..data import load_emoji
-from ..eval.metrics import psnr, tokenizer_metrics
+from ..eval.metrics import preview_psnr, tokenizer_metrics
 from ..tokenizers import TOKENIZERS
 from ..tokenizers.rq import random_depths
 from .common import Trainer, batch_indices, command_line, write_card
@@ -20,17 +20,14 @@ DESCRIPTIONS = {
     "vq": "LlamaGen-style VQ tokenizer: l2-normalised {code_dim}-dim codes (cosine lookup)",
     "rq": "RQ tokenizer: {depth} residual codes per cell from one shared codebook of {code_dim}-dim codes, "
           "decoder trained on random depths (half the rows at full depth) so every depth decodes",
+    "mq": "MQ-VAE tokenizer: an importance scorer keeps the top (1 - mask ratio) of the cells, their features "
+          "scaled by the score and quantized to {code_dim}-dim Euclidean codes; adaptive de-mask with "
+          "{demask_layers} attention layers (keys at masked cells x0.02, relaxed to x1 by the last layer). "
+          "Trained with a mask ratio drawn uniformly from [{min_mask_ratio}, {max_mask_ratio}] per step, so one "
+          "checkpoint serves the whole control",
+    "msvq": "VAR multi-scale residual tokenizer: scales {scales}, one shared codebook of {code_dim}-dim Euclidean "
+            "codes, area down-sampling, bicubic up-sampling and a 3x3 refinement conv (phi) per scale",
 }
-
-
-@torch.no_grad()
-def psnr_by_depth(tok, images: torch.Tensor, batch: int = 256) -> list[float]:
-    """Held-out PSNR when decoding from the first d residual codes, d = 1 .. depth."""
-    out = []
-    for d in range(1, tok.depth + 1):
-        scores = [psnr(tok.decode(tok.encode(x)[..., :d]), x) for x in images.split(batch)]
-        out.append(torch.cat(scores).mean().item())
-    return out
 
 
 def train_tokenizer(out: Path, kind: str = "vq", size: int = 32, steps: int = 1500, batch: int = 64, lr: float = 1e-3,
@@ -55,6 +52,10 @@ def train_tokenizer(out: Path, kind: str = "vq", size: int = 32, steps: int = 15
         if kind == "rq":
             depths = random_depths(batch, depth, restart_gen).to(trainer.device)
             recon, codes, vq_loss, z = trainer.model(x, depths)
+        elif kind == "mq":
+            lo, hi = model.config.min_mask_ratio, model.config.max_mask_ratio
+            ratio = lo + (hi - lo) * torch.rand((), generator=restart_gen).item()
+            recon, kept, vq_loss, z = trainer.model(x, ratio)
         else:
             recon, codes, vq_loss, z = trainer.model(x)
         rec = F.l1_loss(recon, x) + F.mse_loss(recon, x)
@@ -72,16 +73,19 @@ def train_tokenizer(out: Path, kind: str = "vq", size: int = 32, steps: int = 15
     held = data.tensor(data.indices("heldout"))
     metrics = tokenizer_metrics(tok, held)
     table = {"held-out images": metrics["images"], "PSNR (dB)": metrics["psnr"]}
-    if kind == "rq":
-        metrics["psnr_by_depth"] = psnr_by_depth(tok, held)
-        table.update({f"PSNR at depth {d} (dB)": v for d, v in enumerate(metrics["psnr_by_depth"], 1)})
+    by_level = preview_psnr(tok, held)
+    if len(by_level) > 1:                       # each depth (rq) or mask ratio (mq)
+        metrics["psnr_by_preview"] = by_level
+        table.update({f"PSNR, {label} (dB)": v for label, v in by_level.items()})
     table.update({"codebook usage": metrics["codebook_usage"], "code perplexity": metrics["perplexity"]})
     logger.info("held-out: %s", metrics)
     tok.save_pretrained(out / "tokenizer", safe_serialization=True)
     write_manifest(out, {"kind": "tokenizer", "tokenizer": kind, "components": {"tokenizer": "tokenizer"},
                          "image_size": size, "grid": tok.grid, "classes": data.classes, "metrics": metrics})
     n_params = sum(p.numel() for p in tok.parameters())
-    shape = f"{tok.grid}x{tok.grid}" + (f"x{depth}" if kind == "rq" else "")
+    shape = f"{tok.grid}x{tok.grid}" + (f"x{depth}" if kind == "rq" else "") + (" (kept cells)" if kind == "mq" else "")
+    if kind == "msvq":
+        shape = " + ".join(f"{s}x{s}" for s in tok.scales)
     write_card(out, f"{out.name}: {kind.upper()} tokenizer, {size}x{size} px -> {shape} codes",
                DESCRIPTIONS[kind].format(**dict(tok.config)) + f" ({n_params / 1e6:.2f}M parameters): diffusers "
                f"conv encoder/decoder (channels {list(channels)}), codebook of {codebook_size}, dead-code restarts "

@@ -1,0 +1,102 @@
+"""Masked quantization: the MQ tokenizer (adaptive mask + de-mask) and the Stackformer, on tiny random models."""
+import pytest
+import torch
+
+from mindmap.generators.stack import allowed_positions, kept_pairs, stack_loss
+from mindmap.tokenizers.mq import keep_top
+
+from conftest import tiny_mq_tokenizer, tiny_stack
+
+N = 64
+
+
+@pytest.mark.parametrize("ratio, kept", [(0.0, 64), (0.25, 48), (0.5, 32), (0.75, 16), (0.999, 1)])
+def test_kept_count_matches_the_ratio(ratio, kept):
+    scores = torch.rand(3, N, generator=torch.Generator().manual_seed(0))
+    keep = keep_top(scores, ratio)
+    assert keep.sum(1).tolist() == [kept] * 3
+    if 0 < kept < N:                                                           # each row keeps its best cells
+        assert all(scores[r][keep[r]].min() > scores[r][~keep[r]].max() for r in range(3))
+
+
+def test_mq_encode_masks_the_rest_and_decodes():
+    tok = tiny_mq_tokenizer()
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    codes = tok.encode(x, 0.5)
+    assert codes.shape == (2, 8, 8) and ((codes >= 0).sum((1, 2)) == 32).all() and ((codes == -1).sum() == 64)
+    all_codes, scores = tok.encode_all(x)
+    assert torch.equal(codes[codes >= 0], all_codes[codes >= 0])             # a cell's code never depends on the ratio
+    assert tok.decode(codes).shape == (2, 3, 16, 16)
+    with pytest.raises(ValueError, match="mask_ratio"):
+        tok.encode(x, 0.9)
+    with pytest.raises(ValueError, match="at least one cell"):
+        tok.decode(torch.full((1, 8, 8), -1))
+
+
+def test_demask_keeps_kept_cells_and_fills_masked_ones_from_them():
+    tok = tiny_mq_tokenizer()
+    vectors = torch.randn(1, N, 4, generator=torch.Generator().manual_seed(1))
+    kept = torch.zeros(1, N, dtype=torch.bool)
+    kept[0, :20] = True
+    with torch.no_grad():
+        out = tok.demask(vectors, kept)
+        other = vectors.clone()
+        other[0, 3] += 1.0                                                    # change one kept cell
+        out2 = tok.demask(other, kept)
+    assert out.shape == (1, N, 4) and torch.equal(out[0, :20], vectors[0, :20])
+    assert not torch.allclose(out[0, 20:], out2[0, 20:])                       # masked cells read the kept ones
+
+
+def test_the_scorer_learns_through_the_reconstruction():
+    tok = tiny_mq_tokenizer().train()
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    recon, kept, loss, z = tok(x, 0.5)
+    ((recon - x).abs().mean() + loss).backward()
+    assert kept.sum(1).tolist() == [32, 32] and z.shape == (2, N, 4)
+    assert tok.scorer[0].weight.grad is not None and tok.scorer[0].weight.grad.abs().sum() > 0
+
+
+def test_kept_pairs_are_in_raster_order_and_allowed_positions_leave_room():
+    codes = torch.randint(0, 32, (4, N), generator=torch.Generator().manual_seed(2))
+    scores = torch.rand(4, N, generator=torch.Generator().manual_seed(3))
+    counts = torch.tensor([16, 30, 64, 40])
+    pc, pos, valid = kept_pairs(codes, scores, counts)
+    assert valid.sum(1).tolist() == counts.tolist() and pos.shape[1] == 64
+    for row in range(4):
+        p = pos[row][valid[row]]
+        assert bool((p[1:] > p[:-1]).all()) and torch.equal(pc[row][valid[row]], codes[row, p])
+        assert set(p.tolist()) == set(keep_top(scores[row:row + 1], 1 - counts[row].item() / N)[0].nonzero()[:, 0].tolist())
+    allowed = allowed_positions(torch.tensor([-1, 10]), 0, torch.tensor([16, 16]), N)
+    assert allowed[0].nonzero()[:, 0].tolist() == list(range(0, 49))           # 15 pairs must still fit after
+    assert allowed[1].nonzero()[:, 0].tolist() == list(range(11, 49))
+
+
+def test_stack_loss_is_finite():
+    model = tiny_stack()
+    batch = torch.randint(0, 32, (3, N))
+    loss = stack_loss(model, batch, torch.rand(3, N), torch.tensor([0, 1, 3]), torch.tensor([16, 40, 64]))
+    assert torch.isfinite(loss) and loss > 0
+
+
+@pytest.mark.parametrize("ratio", [0.0, 0.5, 0.75])
+def test_generated_positions_are_unique_in_raster_order_and_cached_equals_naive(mq_pipe, ratio):
+    kept = round((1 - ratio) * N)
+    f = mq_pipe(seed=2, mask_ratio=ratio, cfg=2.0, batch=2)
+    naive = mq_pipe(seed=2, mask_ratio=ratio, cfg=2.0, batch=2, cached=False)
+    assert torch.equal(f.tokens, naive.tokens) and f.network_calls == naive.network_calls == kept == f.total
+    for row in range(2):
+        chosen = ~f.mask[row].flatten()
+        assert int(chosen.sum()) == kept                                       # unique cells, all within the grid
+        order = f.order[row].flatten()[chosen]
+        assert torch.equal(order, torch.arange(kept))                           # raster order of positions
+    assert f.views["importance"].shape == (2, 8, 8) and f.image.shape == (2, 3, 16, 16)
+
+
+def test_mq_frames_seeds_and_bad_ratio(mq_pipe):
+    frames = list(mq_pipe.stream(seed=1, mask_ratio=0.5, preview_every=8))
+    assert [f.step for f in frames] == [8, 16, 24, 32] and "importance" not in frames[0].views
+    a, b, c = mq_pipe(seed=4), mq_pipe(seed=4), mq_pipe(seed=5)
+    assert torch.equal(a.image, b.image) and not torch.equal(a.tokens, c.tokens)
+    for bad in (-0.1, 0.8, float("nan")):
+        with pytest.raises(ValueError, match="mask_ratio"):
+            mq_pipe(mask_ratio=bad)
