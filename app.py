@@ -243,7 +243,7 @@ def tokenize(tokenizer: str, sample: str | None, upload: str | None):
         raise gr.Error(f"tokenizer must be one of: {', '.join(TOKENIZER_NAMES) or 'none found'}; got {tokenizer!r}")
     try:
         tok = load_tokenizer(tokenizer, ROOT)
-        size = tok.config.image_size
+        size = tok.image_size
         if upload:
             image = load_user_image(upload, size)
         elif sample in SAMPLES:
@@ -257,8 +257,12 @@ def tokenize(tokenizer: str, sample: str | None, upload: str | None):
     items = [(to_pil(image, scale), "input")]
     for label, recon, codes in tok.previews(image[None]):
         score = psnr(recon, image[None]).item()
-        items += [(to_pil(recon[0], scale), f"{label} · PSNR {score:.1f} dB"),
-                  (token_map(codes[0], tok.vocab_size, size * scale), f"{label} · code indices")]
+        items.append((to_pil(recon[0], scale), f"{label} · PSNR {score:.1f} dB"))
+        if codes.is_floating_point():   # continuous tokens: no indices, show each cell's token norm
+            items.append((importance_map(codes[0] / codes[0].max().clamp_min(1e-8), size * scale),
+                          f"{label} · token norm"))
+        else:
+            items.append((token_map(codes[0], tok.vocab_size, size * scale), f"{label} · code indices"))
     if hasattr(tok, "importance"):      # masked quantization: which cells the tokenizer keeps first
         items.append((importance_map(tok.importance(image[None])[0], size * scale), "importance (yellow = kept first)"))
     return items

@@ -10,7 +10,7 @@ import argparse
 # control name -> type; the flag is the name with dashes (`top_k` -> `--top-k`)
 SAMPLING = {"cfg": float, "temperature": float, "top_k": int, "top_p": float, "steps": int, "schedule": str,
             "randomness": float, "cfg_schedule": str, "prefix": int, "depth": int,
-            "mask_ratio": float}
+            "mask_ratio": float, "diffusion_steps": int}
 
 
 def add_sampling_flags(parser: argparse.ArgumentParser):

@@ -107,6 +107,15 @@ def mask_ratio_control(lo: float, hi: float, default: float = 0.5) -> Control:
                    help="share of the cells masked out (and rebuilt by the decoder): fewer pairs, faster")
 
 
+def mar_controls(n_cells: int, steps: int = 16, diffusion_steps: int = 25) -> list[Control]:
+    """MAR's own levers: AR steps (transformer calls) against diffusion steps (head calls per step)."""
+    return [Control("cfg", "float", 3.0, 1.0, 10.0, help="classifier-free guidance scale on the head's noise (1 = off)"),
+            cfg_schedule_control(),
+            Control("temperature", "float", 1.0, 0.05, 3.0, help="scale of the diffusion sampling noise"),
+            Control("steps", "int", min(steps, n_cells), 1, n_cells, help="AR steps (transformer calls), cosine"),
+            Control("diffusion_steps", "int", diffusion_steps, 1, 250, help="DDIM steps of the head per AR step")]
+
+
 def with_defaults(specs: list[Control], defaults: dict) -> list[Control]:
     """Replace spec defaults by a model's own (its manifest's `defaults`), each validated by its spec."""
     by_name = {s.name: s for s in specs}
@@ -134,6 +143,7 @@ class Controls:
     prefix: int | None = None
     depth: int | None = None
     mask_ratio: float | None = None
+    diffusion_steps: int | None = None
 
     @classmethod
     def resolve(cls, specs: list[Control], values: dict, classes: list[str] | None = None) -> "Controls":

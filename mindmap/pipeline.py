@@ -21,20 +21,24 @@ import torch
 
 from .checkpoint import CheckpointError, component_path, load_component, read_manifest
 from .controls import (Control, Controls, cfg_schedule_control, class_control, common_controls, depth_control,
-                       mask_ratio_control, parallel_controls, prefix_control, token_sampling_controls, with_defaults)
+                       mar_controls, mask_ratio_control, parallel_controls, prefix_control, token_sampling_controls,
+                       with_defaults)
 from .frames import Frame
 from .generators.depth import DepthGPT
+from .generators.mar import MARGPT
 from .generators.masked import MaskedGPT
 from .generators.raster import RasterGPT
 from .generators.scale import ScaleGPT
 from .generators.stack import StackGPT
 from .samplers.depth import sample_depth
 from .samplers.hybrid import sample_hybrid
+from .samplers.mar import sample_mar
 from .samplers.masked import sample_masked
 from .samplers.raster import sample_raster
 from .samplers.scale import sample_scale
 from .samplers.stack import sample_stack
 from .sampling import make_generator
+from .tokenizers.kl import KLTokenizer
 from .tokenizers.mq import MQTokenizer
 from .tokenizers.msvq import MSVQTokenizer
 from .tokenizers.rq import RQTokenizer
@@ -54,7 +58,8 @@ class Paradigm:
 
 
 def _cells(tok_config: dict) -> int:
-    return (tok_config["image_size"] // 2 ** (len(tok_config["block_out_channels"]) - 1)) ** 2
+    size = tok_config.get("image_size") or tok_config["sample_size"]          # sample_size: AutoencoderKL
+    return (size // 2 ** (len(tok_config["block_out_channels"]) - 1)) ** 2
 
 
 def _labels(pipe: "Pipeline", c: Controls) -> torch.Tensor:
@@ -126,6 +131,16 @@ def _scale_sample(pipe: "Pipeline", c: Controls, rng, preview_every: int, cached
                         cached=cached)
 
 
+def _mar_controls(manifest: dict, tok_config: dict) -> list[Control]:
+    return [class_control(manifest["classes"]), *common_controls(), *mar_controls(_cells(tok_config))]
+
+
+def _mar_sample(pipe: "Pipeline", c: Controls, rng, preview_every: int, cached: bool):
+    return sample_mar(pipe.generator, pipe.tokenizer, _labels(pipe, c), rng, steps=c.steps,
+                      diffusion_steps=c.diffusion_steps, temperature=c.temperature, cfg=c.cfg,
+                      cfg_schedule=c.cfg_schedule, preview_every=preview_every)
+
+
 def _every_sixteenth(n: int) -> int:
     return max(1, n // 16)
 
@@ -148,6 +163,9 @@ PARADIGMS = {
                    lambda pipe: {"cached": False}),
     "scale": Paradigm({"tokenizer": MSVQTokenizer, "generator": ScaleGPT}, _scale_controls, _scale_sample,
                       _every_step, lambda pipe: {"cached": False}),
+    # MAR's naive baseline reveals one token per transformer call.
+    "mar": Paradigm({"tokenizer": KLTokenizer, "generator": MARGPT}, _mar_controls, _mar_sample, _every_step,
+                    lambda pipe: {"steps": pipe.cells}),
 }
 
 
@@ -196,7 +214,9 @@ class Pipeline:
         parts = {role: load_component(folder, manifest["components"][role], klass)
                  for role, klass in paradigm.components.items()}
         classes = manifest.get("classes") or []
-        grid, vocab = parts["tokenizer"].grid, parts["tokenizer"].vocab_size
+        tok = parts["tokenizer"]
+        # What the generators must agree with: discrete codes (vocabulary) or continuous tokens (their width).
+        alphabet = ("vocab_size", tok.vocab_size) if hasattr(tok, "vocab_size") else ("token_dim", tok.token_dim)
         for role, part in parts.items():
             if role == "tokenizer":
                 continue
@@ -208,9 +228,10 @@ class Pipeline:
                                       f"the tokenizer gives {parts['tokenizer'].config.get('depth')}")
             if tuple(part.config.get("scales", ())) != tuple(parts["tokenizer"].config.get("scales", ())):
                 raise CheckpointError(f"{folder}: {role} and the tokenizer use different scale pyramids")
-            if (part.config.grid, part.config.vocab_size) != (grid, vocab):
-                raise CheckpointError(f"{folder}: {role} models a {part.config.grid}x{part.config.grid} grid of "
-                                      f"{part.config.vocab_size} codes, the tokenizer gives {grid}x{grid} of {vocab}")
+            mine = (part.config.grid, part.config.get(alphabet[0]))
+            if mine != (tok.grid, alphabet[1]):
+                raise CheckpointError(f"{folder}: {role} models a {mine[0]}x{mine[0]} grid with {alphabet[0]} {mine[1]}, "
+                                      f"the tokenizer gives {tok.grid}x{tok.grid} with {alphabet[1]}")
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         parts = {role: part.to(device) for role, part in parts.items()}
         return cls(parts, manifest, model_controls(folder, manifest), name=folder.name)

@@ -16,8 +16,10 @@ from mindmap.generators.base import PRESETS  # noqa: E402
 from mindmap.generators.masked import MaskedGPT  # noqa: E402
 from mindmap.generators.raster import RasterGPT  # noqa: E402
 from mindmap.train.hybrid import compose_hybrid  # noqa: E402
+from mindmap.generators.mar import MARGPT  # noqa: E402
 from mindmap.generators.scale import ScaleGPT  # noqa: E402
 from mindmap.generators.stack import StackGPT  # noqa: E402
+from mindmap.tokenizers.kl import KLTokenizer  # noqa: E402
 from mindmap.tokenizers.mq import MQTokenizer  # noqa: E402
 from mindmap.tokenizers.msvq import MSVQTokenizer  # noqa: E402
 from mindmap.tokenizers.rq import RQTokenizer  # noqa: E402
@@ -73,6 +75,18 @@ def tiny_scale(seed: int = 0) -> ScaleGPT:
                     n_layers=2, n_heads=4, grid=8).eval()
 
 
+def tiny_kl_tokenizer(seed: int = 0) -> KLTokenizer:
+    torch.manual_seed(seed)
+    return KLTokenizer(down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                       block_out_channels=(8, 16), latent_channels=4, norm_num_groups=4, sample_size=16).eval()
+
+
+def tiny_mar(seed: int = 0) -> MARGPT:
+    torch.manual_seed(seed)
+    return MARGPT(token_dim=4, num_classes=len(TINY_CLASSES), grid=8, dim=64, n_layers=2, n_heads=4, head_width=64,
+                  head_blocks=2).eval()
+
+
 def write_tiny_pair(folder: Path, paradigm: str, tokenizer, generator) -> Path:
     tokenizer.save_pretrained(folder / "tokenizer", safe_serialization=True)
     generator.save_pretrained(folder / "generator", safe_serialization=True)
@@ -108,8 +122,9 @@ def tiny_root(tmp_path_factory) -> Path:
     write_tiny_pair(root / "tiny-depth", "depth", tiny_rq_tokenizer(), tiny_depth())
     write_tiny_pair(root / "tiny-mq", "mq", tiny_mq_tokenizer(), tiny_stack())
     write_tiny_pair(root / "tiny-scale", "scale", tiny_msvq_tokenizer(), tiny_scale())
+    write_tiny_pair(root / "tiny-mar", "mar", tiny_kl_tokenizer(), tiny_mar())
     for kind, make, name in (("vq", tiny_tokenizer, "tiny-vq"), ("rq", tiny_rq_tokenizer, "tiny-rq"),
-                             ("mq", tiny_mq_tokenizer, "tiny-mqvae"), ("msvq", tiny_msvq_tokenizer, "tiny-msvq")):
+                             ("mq", tiny_mq_tokenizer, "tiny-mqvae"), ("msvq", tiny_msvq_tokenizer, "tiny-msvq"), ("kl", tiny_kl_tokenizer, "tiny-kl")):
         # tokenizer-only folders: the lab
         make().save_pretrained(root / name / "tokenizer", safe_serialization=True)
         write_manifest(root / name, {"kind": "tokenizer", "tokenizer": kind,
@@ -146,6 +161,12 @@ def mq_pipe(tiny_root):
 def scale_pipe(tiny_root):
     from mindmap.pipeline import Pipeline
     return Pipeline.from_pretrained(tiny_root / "tiny-scale", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def mar_pipe(tiny_root):
+    from mindmap.pipeline import Pipeline
+    return Pipeline.from_pretrained(tiny_root / "tiny-mar", device="cpu")
 
 
 @pytest.fixture(scope="session")

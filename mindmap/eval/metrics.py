@@ -21,16 +21,16 @@ def codebook_stats(codes: torch.Tensor, codebook_size: int) -> dict:
 
 @torch.no_grad()
 def tokenizer_metrics(tokenizer, images: torch.Tensor, batch: int = 256) -> dict:
-    """Held-out reconstruction PSNR and codebook usage/perplexity of a VQ tokenizer."""
-    device = next(tokenizer.parameters()).device
-    scores, codes = [], []
-    for i in range(0, len(images), batch):
-        x = images[i:i + batch].to(device)
-        c = tokenizer.encode(x)
-        scores.append(psnr(tokenizer.decode(c), x).cpu())
-        codes.append(torch.cat([t.flatten() for t in c]) if isinstance(c, list) else c.cpu().flatten())
-    return {"psnr": torch.cat(scores).mean().item(), "images": len(images),
-            **codebook_stats(torch.cat(codes), tokenizer.vocab_size)}
+    """Held-out PSNR of the finest reconstruction (the last preview row) and, for a codebook, its usage."""
+    out = {"psnr": list(preview_psnr(tokenizer, images, batch).values())[-1], "images": len(images)}
+    if hasattr(tokenizer, "vocab_size"):
+        device = next(tokenizer.parameters()).device
+        codes = []
+        for x in images.split(batch):
+            c = tokenizer.encode(x.to(device))
+            codes.append(torch.cat([t.flatten() for t in c]) if isinstance(c, list) else c.cpu().flatten())
+        out.update(codebook_stats(torch.cat(codes), tokenizer.vocab_size))
+    return out
 
 
 @torch.no_grad()

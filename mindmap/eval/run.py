@@ -122,10 +122,11 @@ def eval_generator(name: str, n: int = 990, seed: int = 0, root: Path | None = N
 def eval_tokenizer(name: str, root: Path | None = None) -> dict:
     """Held-out PSNR, SSIM, rFD-emoji and codebook use; PSNR of every preview row (each depth, mask ratio...)."""
     tok = load_tokenizer(name, root)
-    data = load_emoji(tok.config.image_size)
+    data = load_emoji(tok.image_size)
     held = data.tensor(data.indices("heldout"))
     recon = torch.cat([tok.previews(x)[-1][1] for x in held.split(256)])      # the last row: the finest level
     clf = load_classifier(root)
     return {"tokenizer": name, "kind": read_manifest(Path(root or default_root()) / name).get("tokenizer", "vq"),
-            "tokens": tok.grid ** 2, **tokenizer_metrics(tok, held), "psnr_by_preview": preview_psnr(tok, held),
+            "tokens": getattr(tok, "tokens", None) if hasattr(tok, "scales") else tok.grid ** 2 * tok.config.get("depth", 1),
+            **tokenizer_metrics(tok, held), "psnr_by_preview": preview_psnr(tok, held),
             "ssim": ssim(recon, held).mean().item(), "rfd_emoji": frechet_distance(embed(clf, recon)[0], embed(clf, held)[0])}

@@ -16,6 +16,13 @@ from diffusers.models.modeling_utils import ModelMixin
 GREY = 0.0  # mid-grey in [-1, 1]: how undecided cells are painted in partial decodes
 
 
+def grey_cells(images: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """Paint the pixels of open cells (known (B, grid, grid) False) grey in images (B, 3, H, W)."""
+    scale = images.shape[-1] // known.shape[-1]
+    open_px = (~known).repeat_interleave(scale, 1).repeat_interleave(scale, 2)[:, None]
+    return images.masked_fill(open_px, GREY)
+
+
 class CodebookQuantizer(nn.Module):
     """A learned codebook with a running usage count and dead-code restarts (subclasses: the lookup)."""
 
@@ -72,6 +79,10 @@ class ConvTokenizer(ModelMixin, ConfigMixin):
         self.post_quant_conv = nn.Conv2d(code_dim, latent_channels, 1)
 
     @property
+    def image_size(self) -> int:
+        return self.config.image_size
+
+    @property
     def grid(self) -> int:
         return self.config.image_size // 2 ** (len(self.config.block_out_channels) - 1)
 
@@ -104,7 +115,4 @@ class ConvTokenizer(ModelMixin, ConfigMixin):
         return self.decoder(self.post_quant_conv(vectors)).clamp(-1, 1)
 
     def grey_open(self, images: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
-        """Paint the pixels of open cells (known (B, grid, grid) False) grey."""
-        scale = self.config.image_size // self.grid
-        open_px = (~known).repeat_interleave(scale, 1).repeat_interleave(scale, 2)[:, None]
-        return images.masked_fill(open_px, GREY)
+        return grey_cells(images, known)

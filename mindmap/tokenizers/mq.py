@@ -146,8 +146,8 @@ class MQTokenizer(ConvTokenizer):
         return self.decode(codes)
 
     @torch.no_grad()
-    def previews(self, images: torch.Tensor, ratios=(0.0, 0.25, 0.5, 0.75)) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
-        """The tokenizer lab's rows: the reconstruction at several mask ratios, with the kept codes."""
+    def previews(self, images: torch.Tensor, ratios=(0.75, 0.5, 0.25, 0.0)) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+        """The tokenizer lab's rows, coarse to fine: the reconstruction at several mask ratios, with the kept codes."""
         rows = []
         for r in ratios:
             if self.config.min_mask_ratio <= r <= self.config.max_mask_ratio:

@@ -13,6 +13,8 @@ from ..checkpoint import copy_component, load_component, read_manifest, save_com
 from ..data import load_emoji
 from ..generators import depth as depth_gen
 from ..generators.base import PRESETS
+from ..generators.mar import PRESETS as MAR_PRESETS
+from ..generators.mar import MARGPT, mar_loss
 from ..generators.masked import MaskedGPT, masked_loss
 from ..generators.raster import RasterGPT
 from ..generators.stack import PRESETS as STACK_PRESETS
@@ -64,6 +66,11 @@ def var_loss(model, batch: torch.Tensor, labels: torch.Tensor, generator: torch.
     return scale_loss(model, codes, inputs.view(len(batch), model.length - 1, -1), labels)
 
 
+def continuous_tokens(tokenizer, images: torch.Tensor) -> torch.Tensor:
+    """MAR: the KL autoencoder's scaled latent tokens (B, N, C)."""
+    return tokenizer.tokens(images)
+
+
 def mq_loss(model, batch: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Stackformer on a random kept count per row, K ~ U{min_count .. N} (the mask ratio range it serves)."""
     counts = torch.randint(model.config.min_count, model.cells + 1, (len(batch),), generator=generator)
@@ -80,6 +87,7 @@ class Recipe:
     encode: Callable = token_codes       # (tokenizer, images) -> what `loss` trains on
     needs: str = "vq"                    # the tokenizer kind it models
     extra: Callable = lambda tok: {}     # model arguments that come from the tokenizer
+    metric: str = "CE (nats/code)"       # what `loss` measures, for the model card
 
 
 GENERATORS = {
@@ -107,6 +115,13 @@ GENERATORS = {
                     "running sum of the coarser scales down-sampled to it; CE over every code of the pyramid",
                     encode=pyramid_codes_and_inputs, needs="msvq",
                     extra=lambda tok: {"scales": tok.scales, "code_dim": tok.config.code_dim}),
+    "mar": Recipe(MARGPT, MAR_PRESETS, mar_loss, "continuous-token generator with a diffusion head (MAR recipe)",
+                  "Bidirectional transformer over the KL autoencoder's continuous tokens (unrevealed ones replaced by "
+                  "a learned mask vector, class as a prefix token, 2D RoPE) giving each cell a condition z; a small "
+                  "MLP with AdaLN on z and the timestep predicts the noise of a noised token (DDPM noise-prediction "
+                  "loss, cosine betas, each masked token's loss repeated 4 times); cells masked at the cosine "
+                  "schedule's share, as the sampler reveals them", encode=continuous_tokens, needs="kl",
+                  extra=lambda tok: {"token_dim": tok.token_dim}, metric="noise-prediction MSE"),
 }
 
 
@@ -124,7 +139,7 @@ def load_codes(tok_dir: Path, flip: bool, encode=token_codes):
     """The tokenizer, the emoji data and its codes: (tok, data, views (V, M, ...), labels (M,))."""
     tok_manifest = read_manifest(tok_dir)
     tok = load_component(tok_dir, "tokenizer", TOKENIZERS[tok_manifest.get("tokenizer", "vq")])
-    data = load_emoji(tok.config.image_size)
+    data = load_emoji(tok.image_size)
     if data.classes != tok_manifest["classes"]:
         raise ValueError(f"{tok_dir}: its class list differs from the emoji data's; rebuild one of them")
     images = data.tensor()
@@ -154,7 +169,8 @@ def train_generator(out: Path, tokenizer: Path, paradigm: str = "raster", steps:
     held_idx = torch.from_numpy(data.indices("heldout"))
 
     torch.manual_seed(seed)
-    model = recipe.model(vocab_size=tok.vocab_size, num_classes=len(data.classes), grid=tok.grid, dropout=dropout,
+    alphabet = {"vocab_size": tok.vocab_size} if hasattr(tok, "vocab_size") else {}
+    model = recipe.model(num_classes=len(data.classes), grid=tok.grid, dropout=dropout, **alphabet,
                          **recipe.extra(tok), **recipe.presets[preset])
     trainer = Trainer(model, steps, lr, run_dir or Path("runs") / out.name, weight_decay=0.05, cpu=cpu)
     g = torch.Generator().manual_seed(seed + 1)
@@ -177,7 +193,7 @@ def train_generator(out: Path, tokenizer: Path, paradigm: str = "raster", steps:
     copy_component(tok_dir / "tokenizer", out / "tokenizer")
     write_manifest(out, {"kind": "generator", "paradigm": paradigm, "conditioning": "class",
                          "components": {"tokenizer": "tokenizer", "generator": "generator"},
-                         "tokenizer_source": tok_dir.name, "image_size": tok.config.image_size,
+                         "tokenizer_source": tok_dir.name, "image_size": tok.image_size,
                          "grid": tok.grid, "classes": data.classes, "metrics": metrics})
     write_card(out, f"{out.name}: {recipe.title}",
                f"{recipe.summary}. {metrics['params'] / 1e6:.2f}M parameters, preset `{preset}` "
@@ -187,6 +203,6 @@ def train_generator(out: Path, tokenizer: Path, paradigm: str = "raster", steps:
                f"{dropout}" + (", horizontal-flip augmentation" if flip else "") + ". Weights stored in float16, "
                "computed in float32.",
                command_line(), steps, seconds,
-               {"held-out CE (nats/code)": metrics["heldout_ce"], "train CE (nats/code, same count)":
+               {f"held-out {recipe.metric}": metrics["heldout_ce"], f"train {recipe.metric} (same count)":
                 metrics["train_ce"], "parameters": metrics["params"]})
     return metrics

@@ -1,4 +1,8 @@
-"""`mindmap train tokenizer`: a VQ, RQ or MQ tokenizer on emoji (L1 + MSE reconstruction + quantizer losses)."""
+"""`mindmap train tokenizer`: a VQ, RQ, MQ, multi-scale (VAR) or KL (MAR) tokenizer on emoji.
+
+Loss: L1 + MSE reconstruction plus the quantizer's codebook/commitment terms (KL: a small KL term).
+Discrete codebooks get dead-code restarts during the first 80% of training.
+"""
 from __future__ import annotations
 
 import logging
@@ -16,6 +20,7 @@ from .common import Trainer, batch_indices, command_line, write_card
 
 logger = logging.getLogger(__name__)
 
+KL_WEIGHT = 1e-5
 DESCRIPTIONS = {
     "vq": "LlamaGen-style VQ tokenizer: l2-normalised {code_dim}-dim codes (cosine lookup)",
     "rq": "RQ tokenizer: {depth} residual codes per cell from one shared codebook of {code_dim}-dim codes, "
@@ -27,7 +32,43 @@ DESCRIPTIONS = {
           "checkpoint serves the whole control",
     "msvq": "VAR multi-scale residual tokenizer: scales {scales}, one shared codebook of {code_dim}-dim Euclidean "
             "codes, area down-sampling, bicubic up-sampling and a 3x3 refinement conv (phi) per scale",
+    "kl": "diffusers AutoencoderKL: {latent_channels}-channel continuous latents on the grid, KL weight "
+          f"{KL_WEIGHT} (on the summed KL), scaling factor {{scaling_factor:.4f}} measured on the training set "
+          "(1 / std of the latents) and stored in the config",
 }
+
+
+def build_tokenizer(kind: str, size: int, channels: tuple, codebook_size: int, depth: int):
+    if kind == "kl":
+        n = len(channels)
+        return TOKENIZERS["kl"](down_block_types=("DownEncoderBlock2D",) * n, up_block_types=("UpDecoderBlock2D",) * n,
+                                block_out_channels=tuple(channels), latent_channels=8, norm_num_groups=16,
+                                sample_size=size)
+    extra = {"depth": depth} if kind == "rq" else {}
+    return TOKENIZERS[kind](image_size=size, block_out_channels=tuple(channels), codebook_size=codebook_size, **extra)
+
+
+def reconstruct(kind: str, model, x: torch.Tensor, g: torch.Generator):
+    """One training pass: (reconstruction, quantizer or KL loss, latents for dead-code restarts or None)."""
+    if kind == "kl":
+        posterior = model.encode(x).latent_dist
+        recon = model.decode(posterior.sample(generator=g)).sample
+        return recon, KL_WEIGHT * posterior.kl().mean(), None
+    if kind == "rq":
+        recon, _, loss, z = model(x, random_depths(len(x), model.config.depth, g).to(x.device))
+    elif kind == "mq":
+        lo, hi = model.config.min_mask_ratio, model.config.max_mask_ratio
+        recon, _, loss, z = model(x, lo + (hi - lo) * torch.rand((), generator=g).item())
+    else:
+        recon, _, loss, z = model(x)
+    return recon, loss, z
+
+
+@torch.no_grad()
+def measure_scaling(tok, images: torch.Tensor, batch: int = 512) -> float:
+    """1 / std of the posterior means over `images`: the KL latents' scaling factor."""
+    latents = torch.cat([tok.encode(x).latent_dist.mode() for x in images.split(batch)])
+    return 1.0 / latents.std().item()
 
 
 def train_tokenizer(out: Path, kind: str = "vq", size: int = 32, steps: int = 1500, batch: int = 64, lr: float = 1e-3,
@@ -39,56 +80,59 @@ def train_tokenizer(out: Path, kind: str = "vq", size: int = 32, steps: int = 15
     data = load_emoji(size)
     train_idx = torch.from_numpy(data.indices("train"))
     torch.manual_seed(seed)  # weight init
-    extra = {"depth": depth} if kind == "rq" else {}
-    model = TOKENIZERS[kind](image_size=size, block_out_channels=tuple(channels), codebook_size=codebook_size,
-                             **extra)
+    model = build_tokenizer(kind, size, channels, codebook_size, depth)
     trainer = Trainer(model, steps, lr, run_dir or Path("runs") / out.name, cpu=cpu)
     images = data.tensor()
-    restart_gen = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
     last = {}
 
     def loss_fn(step):
         x = images[batch_indices(train_idx, batch, seed, step)].to(trainer.device)
-        if kind == "rq":
-            depths = random_depths(batch, depth, restart_gen).to(trainer.device)
-            recon, codes, vq_loss, z = trainer.model(x, depths)
-        elif kind == "mq":
-            lo, hi = model.config.min_mask_ratio, model.config.max_mask_ratio
-            ratio = lo + (hi - lo) * torch.rand((), generator=restart_gen).item()
-            recon, kept, vq_loss, z = trainer.model(x, ratio)
-        else:
-            recon, codes, vq_loss, z = trainer.model(x)
+        recon, extra_loss, z = reconstruct(kind, trainer.model, x, g)
         rec = F.l1_loss(recon, x) + F.mse_loss(recon, x)
-        last["z"] = z.detach()
-        return rec + vq_loss, {"rec": rec.item(), "vq": vq_loss.item()}
+        last["z"] = None if z is None else z.detach()
+        return rec + extra_loss, {"rec": rec.item(), "aux": extra_loss.item()}
 
     def every(step):
-        if step % 50 == 49 and step < 0.8 * steps:  # let the codebook settle before the end
-            n = trainer.unwrapped().quantizer.restart_dead(last["z"].cpu(), restart_gen)
+        if last.get("z") is not None and step % 50 == 49 and step < 0.8 * steps:  # let the codebook settle
+            n = trainer.unwrapped().quantizer.restart_dead(last["z"].cpu(), g)
             if n:
                 logger.info("step %d: restarted %d dead codes", step, n)
 
-    seconds = trainer.run(loss_fn, desc="tokenizer", every=every)
+    seconds = trainer.run(loss_fn, desc=f"{kind} tokenizer", every=every)
     tok = trainer.unwrapped().cpu().eval()
+    if kind == "kl":
+        tok.register_to_config(scaling_factor=measure_scaling(tok, images[train_idx]))
     held = data.tensor(data.indices("heldout"))
     metrics = tokenizer_metrics(tok, held)
-    table = {"held-out images": metrics["images"], "PSNR (dB)": metrics["psnr"]}
     by_level = preview_psnr(tok, held)
-    if len(by_level) > 1:                       # each depth (rq) or mask ratio (mq)
+    if len(by_level) > 1:                       # each depth (rq), mask ratio (mq) or scale (msvq)
         metrics["psnr_by_preview"] = by_level
-        table.update({f"PSNR, {label} (dB)": v for label, v in by_level.items()})
-    table.update({"codebook usage": metrics["codebook_usage"], "code perplexity": metrics["perplexity"]})
     logger.info("held-out: %s", metrics)
     tok.save_pretrained(out / "tokenizer", safe_serialization=True)
     write_manifest(out, {"kind": "tokenizer", "tokenizer": kind, "components": {"tokenizer": "tokenizer"},
                          "image_size": size, "grid": tok.grid, "classes": data.classes, "metrics": metrics})
-    n_params = sum(p.numel() for p in tok.parameters())
-    shape = f"{tok.grid}x{tok.grid}" + (f"x{depth}" if kind == "rq" else "") + (" (kept cells)" if kind == "mq" else "")
-    if kind == "msvq":
-        shape = " + ".join(f"{s}x{s}" for s in tok.scales)
-    write_card(out, f"{out.name}: {kind.upper()} tokenizer, {size}x{size} px -> {shape} codes",
-               DESCRIPTIONS[kind].format(**dict(tok.config)) + f" ({n_params / 1e6:.2f}M parameters): diffusers "
-               f"conv encoder/decoder (channels {list(channels)}), codebook of {codebook_size}, dead-code restarts "
-               "during training. Loss: L1 + MSE + codebook/commitment (0.25).",
-               command_line(), steps, seconds, table)
+    write_card(out, f"{out.name}: {kind.upper()} tokenizer, {size}x{size} px -> {token_shape(kind, tok)}",
+               DESCRIPTIONS[kind].format(**dict(tok.config))
+               + f" ({sum(p.numel() for p in tok.parameters()) / 1e6:.2f}M parameters): diffusers conv "
+               f"encoder/decoder (channels {list(channels)})"
+               + (f", codebook of {codebook_size}, dead-code restarts during training." if kind != "kl" else "."),
+               command_line(), steps, seconds, card_table(metrics))
     return metrics
+
+
+def token_shape(kind: str, tok) -> str:
+    if kind == "msvq":
+        return " + ".join(f"{s}x{s}" for s in tok.scales) + " codes"
+    if kind == "kl":
+        return f"{tok.grid}x{tok.grid} continuous {tok.token_dim}-dim tokens"
+    return f"{tok.grid}x{tok.grid}" + (f"x{tok.config.depth}" if kind == "rq" else "") + \
+        (" codes (the kept cells)" if kind == "mq" else " codes")
+
+
+def card_table(metrics: dict) -> dict:
+    table = {"held-out images": metrics["images"], "PSNR (dB), finest level": metrics["psnr"]}
+    table.update({f"PSNR, {label} (dB)": v for label, v in metrics.get("psnr_by_preview", {}).items()})
+    if "codebook_usage" in metrics:
+        table.update({"codebook usage": metrics["codebook_usage"], "code perplexity": metrics["perplexity"]})
+    return table

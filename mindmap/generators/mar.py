@@ -1,0 +1,126 @@
+"""MAR: a bidirectional transformer over continuous tokens and a per-token diffusion head.
+
+The transformer reads [class, tokens] with the tokens not yet revealed replaced by a learned mask
+vector, and gives every cell a condition vector z. The head, a small MLP with AdaLN conditioned on
+z plus the diffusion timestep, predicts the noise in a noised token (DDPM noise-prediction loss,
+`mar_loss`); sampling runs a diffusers scheduler on it (`samplers/mar.py`). No vector quantization.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from diffusers import DDIMScheduler
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.embeddings import TimestepEmbedding, Timesteps
+from diffusers.models.modeling_utils import ModelMixin
+
+from ..nn import Transformer, init_weights, rope_2d
+from .masked import random_mask
+
+PRESETS = {
+    "tiny": dict(dim=64, n_layers=2, n_heads=4, head_width=64, head_blocks=2),
+    "small": dict(dim=256, n_layers=6, n_heads=8, head_width=256, head_blocks=3),
+}
+
+
+def noise_scheduler(num_train_timesteps: int = 1000) -> DDIMScheduler:
+    """The diffusion process of the head: cosine betas, noise prediction (DDIM steps; eta=1 is DDPM-like)."""
+    return DDIMScheduler(num_train_timesteps=num_train_timesteps, beta_schedule="squaredcos_cap_v2",
+                         prediction_type="epsilon", clip_sample=False, set_alpha_to_one=True,
+                         timestep_spacing="trailing")
+
+
+class ResBlock(nn.Module):
+    """LayerNorm -> AdaLN modulation -> MLP, gated residual (MAR's SimpleMLPAdaLN block)."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.mlp = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
+        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(width, 3 * width))
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        shift, scale, gate = self.ada(c).chunk(3, dim=-1)
+        return x + gate * self.mlp(self.norm(x) * (1 + scale) + shift)
+
+
+class DiffusionHead(nn.Module):
+    """eps = head(x_t, t, z): noise prediction for one token, conditioned on the transformer's z."""
+
+    def __init__(self, token_dim: int, cond_dim: int, width: int, blocks: int):
+        super().__init__()
+        self.time_proj = Timesteps(width, flip_sin_to_cos=True, downscale_freq_shift=0)
+        self.time_emb = TimestepEmbedding(width, width)
+        self.cond = nn.Linear(cond_dim, width)
+        self.inp = nn.Linear(token_dim, width)
+        self.blocks = nn.ModuleList(ResBlock(width) for _ in range(blocks))
+        self.out_norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.out_ada = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
+        self.out = nn.Linear(width, token_dim)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """x (M, C) noised tokens, t (M,) timesteps, z (M, cond_dim) -> predicted noise (M, C)."""
+        c = self.time_emb(self.time_proj(t).to(x.dtype)) + self.cond(z)
+        h = self.inp(x)
+        for block in self.blocks:
+            h = block(h, c)
+        shift, scale = self.out_ada(c).chunk(2, dim=-1)
+        return self.out(self.out_norm(h) * (1 + scale) + shift)
+
+    def zero_init(self):
+        """adaLN-zero: every residual branch and the output start at zero."""
+        for block in self.blocks:
+            nn.init.zeros_(block.ada[1].weight)
+            nn.init.zeros_(block.ada[1].bias)
+        for layer in (self.out_ada[1], self.out):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+
+class MARGPT(ModelMixin, ConfigMixin):
+
+    @register_to_config
+    def __init__(self, token_dim: int = 8, num_classes: int = 99, grid: int = 8, dim: int = 256, n_layers: int = 6,
+                 n_heads: int = 8, head_width: int = 256, head_blocks: int = 3, class_dropout: float = 0.1,
+                 dropout: float = 0.0, num_train_timesteps: int = 1000, diffusion_batch_mul: int = 4):
+        super().__init__()
+        self.cls_emb = nn.Embedding(num_classes + 1, dim)            # last row: the null class
+        self.in_proj = nn.Linear(token_dim, dim)
+        self.mask_vector = nn.Parameter(torch.zeros(dim))
+        self.trunk = Transformer(dim, n_layers, n_heads, dropout)
+        self.head = DiffusionHead(token_dim, dim, head_width, head_blocks)
+        self.register_buffer("angles", rope_2d(grid, dim // n_heads, n_prefix=1), persistent=False)
+        init_weights(self)
+        nn.init.normal_(self.mask_vector, std=0.02)
+        self.head.zero_init()
+
+    @property
+    def null_class(self) -> int:
+        return self.config.num_classes
+
+    def condition(self, tokens: torch.Tensor, known: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """tokens (B, N, C), known (B, N) bool, labels (B,) -> a condition vector per cell, (B, N, dim)."""
+        x = torch.where(known[..., None], self.in_proj(tokens), self.mask_vector.to(tokens.dtype))
+        x = torch.cat([self.cls_emb(labels)[:, None], x], dim=1)
+        return self.trunk(x, self.angles[:x.shape[1]], None)[:, 1:]
+
+    def forward(self, tokens: torch.Tensor, known: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.condition(tokens, known, labels)
+
+
+def mar_loss(model: MARGPT, tokens: torch.Tensor, labels: torch.Tensor, generator: torch.Generator,
+             scheduler: DDIMScheduler | None = None) -> torch.Tensor:
+    """Mask a cosine share of cells (as the sampler reveals them), condition on the rest, and train the head
+    to predict the noise of each masked token at a random timestep (repeated `diffusion_batch_mul` times)."""
+    scheduler = scheduler or noise_scheduler(model.config.num_train_timesteps)
+    b, n, c = tokens.shape
+    masked = random_mask(b, n, generator).to(tokens.device)
+    z = model(tokens, ~masked, labels)[masked]                                  # (M, dim)
+    x0 = tokens[masked]
+    reps = model.config.diffusion_batch_mul
+    z, x0 = z.repeat(reps, 1), x0.repeat(reps, 1)
+    t = torch.randint(0, scheduler.config.num_train_timesteps, (len(x0),), generator=generator).to(tokens.device)
+    noise = torch.randn(x0.shape, generator=generator).to(tokens.device)
+    x_t = scheduler.add_noise(x0, noise, t)
+    return F.mse_loss(model.head(x_t, t, z), noise)

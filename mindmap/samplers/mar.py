@@ -1,0 +1,78 @@
+"""MAR sampling: reveal continuous tokens in a random order over `steps` steps, each drawn by the diffusion head.
+
+A seeded random order fixes which cells come when; a cosine schedule says how many per step. Each
+step: one transformer call (class and revealed tokens in, a condition z per cell out), then
+`diffusion_steps` DDIM steps (eta = 1) of the head for the cells revealed now, their noise scaled by
+`temperature`; guidance mixes the head's conditional and unconditional noise, constant or ramped over
+the steps. Frames carry the time spent in the transformer and in the head.
+"""
+from __future__ import annotations
+
+import time
+from typing import Iterator
+
+import torch
+
+from ..frames import Frame
+from ..generators.mar import noise_scheduler
+from ..sampling import cfg_at, cfg_mix, commit_counts
+from .raster import guided_rows
+
+
+def draw_tokens(model, z: torch.Tensor, generator: torch.Generator, diffusion_steps: int, temperature: float,
+                cfg: float, guided: bool) -> torch.Tensor:
+    """Run the head's reverse diffusion for conditions z (M or 2M, dim) -> tokens (M, C)."""
+    scheduler = noise_scheduler(model.config.num_train_timesteps)
+    scheduler.set_timesteps(diffusion_steps, device=z.device)
+    m = z.shape[0] // 2 if guided else z.shape[0]
+    x = torch.randn(m, model.config.token_dim, generator=generator, device=generator.device).to(z.device)
+    for t in scheduler.timesteps:
+        eps = model.head(x.repeat(2, 1) if guided else x, t.expand(z.shape[0]), z)
+        if guided:
+            eps = cfg_mix(eps, cfg)
+        noise = temperature * torch.randn(x.shape, generator=generator, device=generator.device).to(z.device)
+        x = scheduler.step(eps, t, x, eta=1.0, variance_noise=noise).prev_sample
+    return x
+
+
+@torch.inference_mode()
+def sample_mar(model, tokenizer, labels: torch.Tensor, generator: torch.Generator, steps: int = 16,
+               diffusion_steps: int = 25, temperature: float = 1.0, cfg: float = 1.0, cfg_schedule: str = "linear",
+               preview_every: int = 1) -> Iterator[Frame]:
+    """Yield a Frame after every `preview_every` AR steps (0: final only)."""
+    t0 = time.perf_counter()
+    g, batch, dim = tokenizer.grid, labels.shape[0], model.config.token_dim
+    n = g * g
+    counts = commit_counts("cosine", steps, n)                     # raises a clear error for bad steps
+    order = torch.stack([torch.randperm(n, generator=generator, device=generator.device) for _ in range(batch)])
+    order = order.to(labels.device)
+    rows = guided_rows(labels, model.null_class, cfg)
+    guided = rows.shape[0] != batch
+    tokens = torch.zeros(batch, n, dim, device=labels.device)
+    known = torch.zeros(batch, n, dtype=torch.bool, device=labels.device)
+    step_of = torch.full((batch, n), -1, dtype=torch.long, device=labels.device)
+    timing = {"transformer_s": 0.0, "head_s": 0.0}
+    done = 0
+    for t, k in enumerate(counts):
+        t1 = time.perf_counter()
+        both = (lambda v: v.repeat(2, *[1] * (v.ndim - 1))) if guided else (lambda v: v)
+        z = model.condition(both(tokens), both(known), rows)                                  # (R, N, dim)
+        t2 = time.perf_counter()
+        cells = order[:, done:done + k]                                                       # (B, k)
+        z_new = z.gather(1, both(cells)[..., None].expand(-1, -1, z.shape[-1])).flatten(0, 1)
+        new = draw_tokens(model, z_new, generator, diffusion_steps, temperature,
+                          cfg_at(cfg, cfg_schedule, t, len(counts)), guided).view(batch, k, dim)
+        timing["transformer_s"] += t2 - t1
+        timing["head_s"] += time.perf_counter() - t2
+        tokens = tokens.scatter(1, cells[..., None].expand(-1, -1, dim), new)
+        known = known.scatter(1, cells, True)
+        step_of = step_of.scatter(1, cells, t)
+        done += k
+        if t == len(counts) - 1 or (preview_every and (t + 1) % preview_every == 0):
+            grid_known = known.view(batch, g, g)
+            image = tokenizer.decode_tokens(tokens) if done == n else tokenizer.decode_partial(tokens, grid_known)
+            yield Frame(image=image, tokens=torch.where(grid_known, 0, -1), order=step_of.view(batch, g, g).clone(),
+                        mask=~grid_known, confidence=torch.full((batch, g, g), float("nan"), device=labels.device),
+                        step=t + 1, total=len(counts), network_calls=t + 1, elapsed=time.perf_counter() - t0,
+                        schedule=counts[:t + 1], views={"plan": counts, "timing": dict(timing),
+                                                        "diffusion_steps": diffusion_steps})
