@@ -37,7 +37,8 @@ NOT_IN_UI = {"batch"}              # bounded work: one image per request
 LABELS = {"class": "Class", "seed": "Seed", "cfg": "Guidance (cfg)", "temperature": "Temperature",
           "top_k": "Top-k (0 = all)", "top_p": "Top-p", "steps": "Sampling steps", "schedule": "Mask schedule",
           "randomness": "Randomness (Gumbel on confidence)", "cfg_schedule": "Guidance schedule",
-          "prefix": "Raster prefix (cells)"}
+          "prefix": "Raster prefix (cells)", "prompt": "Prompt", "mask_ratio": "Mask ratio",
+          "diffusion_steps": "Diffusion steps (per AR step)", "depth": "Code depth"}
 TERSE = {"seed", "cfg", "temperature", "top_k", "top_p", "randomness"}   # the label says enough: no help line
 INTRO = ("Watch an autoregressive image model decode a picture step by step: the image as it fills in, "
          "the **order** in which each cell was decided, and the model's **confidence** in every code it chose.")
@@ -92,7 +93,8 @@ UI_CONTROLS = CORE + tuple(EXTRA)  # later paradigms' controls get a widget and 
 VIEWS = {"masked": "Schedule: cells committed per step", "hybrid": "Schedule: raster prefix, then masked steps",
          "depth": "Depth strip: the picture from its first 1, 2, ... codes per cell",
          "mq": "Masked quantization: kept cells, and the importance map of the result"}
-LAYOUT = ["prefix", "steps", "schedule", "randomness", "cfg", "cfg_schedule", "temperature", "top_k", "top_p"]
+LAYOUT = ["depth", "mask_ratio", "prefix", "steps", "diffusion_steps", "schedule", "randomness", "cfg", "cfg_schedule",
+          "temperature", "top_k", "top_p"]
 
 
 def model_info(name: str | None) -> str:
@@ -101,7 +103,7 @@ def model_info(name: str | None) -> str:
         return ""
     n_classes = len(d["controls"].get("class", {}).get("choices", []))
     return (f"paradigm **{d['paradigm']}** · {d['image_size']} px · {d['grid']}×{d['grid']} tokens"
-            + (f" · {n_classes} classes" if n_classes else ""))
+            + (f" · {n_classes} classes" if n_classes else " · text prompts"))
 
 
 def widget_props(name: str, spec: dict | None) -> dict:
@@ -112,6 +114,8 @@ def widget_props(name: str, spec: dict | None) -> dict:
     props = {"visible": True, "value": spec["default"], "info": info}
     if spec["type"] == "choice":
         return props | {"choices": spec["choices"]}
+    if spec["type"] == "text":
+        return props | {"max_length": spec["max_length"]}
     return props | {"minimum": spec["min"], "maximum": spec["max"]}
 
 
@@ -127,6 +131,8 @@ def make_widget(name: str, spec: dict | None):
     kind = shape["type"] if shape else ("choice" if name == "class" else "float")
     if kind == "choice":
         return gr.Dropdown(label=label, filterable=True, **props)
+    if kind == "text":
+        return gr.Textbox(label=label, lines=1, placeholder="e.g. red apple", **props)
     if name == "seed":
         return gr.Number(label=label, precision=0, scale=4, **props)
     return gr.Slider(label=label, step=1 if kind == "int" else 0.01, **{"minimum": 0, "maximum": 1, **props})
@@ -135,7 +141,9 @@ def make_widget(name: str, spec: dict | None):
 def on_model_change(name: str | None):
     controls = MODELS.get(name, {}).get("controls", {})
     updates = [gr.update(**widget_props(c, controls.get(c))) for c in UI_CONTROLS]
-    return [model_info(name), *updates, gr.update(visible="seed" in controls), view_update(name)]
+    examples = MODELS.get(name, {}).get("examples", [])
+    return [model_info(name), *updates, gr.update(visible="seed" in controls), view_update(name),
+            gr.update(samples=[[p] for p in examples], visible=bool(examples))]
 
 
 def view_update(name: str | None) -> dict:
@@ -208,10 +216,16 @@ def view(label: str, elem_id: str, buttons: list | None = None, legend: str | No
 def controls_column(first: str | None):
     """Model, class, seed, Generate/Stop, then the sampling sliders; widgets in UI_CONTROLS order."""
     controls = MODELS.get(first, {}).get("controls", {})
-    model = gr.Dropdown([(f"{n}  ({d['paradigm']})", n) for n, d in MODELS.items()], value=first,
+    model = gr.Dropdown([(f"{n}  ({d['paradigm']}{', text' if d['conditioning'] == 'text' else ''})", n)
+                         for n, d in MODELS.items()], value=first,
                         label="Model", interactive=bool(MODELS))
     info = gr.Markdown(model_info(first), elem_classes="info")
     widgets = {"class": make_widget("class", controls.get("class"))}
+    if "prompt" in UI_CONTROLS:
+        widgets["prompt"] = make_widget("prompt", controls.get("prompt"))
+    examples = gr.Dataset(components=[widgets.get("prompt") or gr.Textbox(visible=False)], label="Example prompts "
+                          "(held-out emoji names)", samples=[[p] for p in MODELS.get(first, {}).get("examples", [])],
+                          visible=bool(MODELS.get(first, {}).get("examples")))
     with gr.Row(equal_height=True):
         widgets["seed"] = make_widget("seed", controls.get("seed"))
         dice = gr.Button("Random", size="sm", scale=1, min_width=80, visible="seed" in controls)
@@ -219,10 +233,10 @@ def controls_column(first: str | None):
         run = gr.Button("Generate", variant="primary", scale=2, min_width=100, interactive=bool(MODELS))
         stop = gr.Button("Stop", variant="stop", scale=1, min_width=80)
     with gr.Group():
-        placed = [c for c in LAYOUT if c in UI_CONTROLS] + [c for c in UI_CONTROLS[2:] if c not in LAYOUT]
+        placed = [c for c in LAYOUT if c in UI_CONTROLS] + [c for c in UI_CONTROLS[2:] if c not in LAYOUT + ["prompt"]]
         for name in placed:
             widgets[name] = make_widget(name, controls.get(name))
-    return model, info, [widgets[c] for c in UI_CONTROLS], dice, run, stop
+    return model, info, [widgets[c] for c in UI_CONTROLS], dice, run, stop, examples
 
 
 def outputs_column(first: str | None):
@@ -298,12 +312,15 @@ def build() -> gr.Blocks:
                             "(`python -m mindmap train ...`) or point `MINDMAP_CHECKPOINTS` at a folder of models.")
             with gr.Row(equal_height=False):
                 with gr.Column(scale=1, min_width=330):
-                    model, info, widgets, dice, run, stop = controls_column(first)
+                    model, info, widgets, dice, run, stop, examples = controls_column(first)
                 with gr.Column(scale=3):
                     outputs = outputs_column(first)
         with gr.Tab("Tokenizer lab"):
             lab_tab()
-        model.change(on_model_change, model, [info, *widgets, dice, outputs[3]], api_visibility="private")
+        model.change(on_model_change, model, [info, *widgets, dice, outputs[3], examples], api_visibility="private")
+        if "prompt" in UI_CONTROLS:   # a click on an example fills the prompt box
+            examples.click(lambda sample: sample[0], examples, widgets[UI_CONTROLS.index("prompt")],
+                           api_visibility="private")
         dice.click(random_seed, model, widgets[1], api_visibility="private")
         # preprocess=False: raw values go to the pipeline, whose errors name the control at fault.
         event = run.click(generate, [model, *widgets], list(outputs), api_name="generate", preprocess=False,

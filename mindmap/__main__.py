@@ -37,9 +37,9 @@ def _train(args):
     else:
         from .train.generator import train_generator
         metrics = train_generator(args.out, tokenizer=args.tokenizer, paradigm=args.paradigm, steps=args.steps,
-                                  batch=args.batch,
-                                  lr=args.lr, preset=args.preset, dropout=args.dropout, flip=not args.no_flip,
-                                  seed=args.seed, run_dir=args.run_dir, cpu=args.cpu)
+                                  batch=args.batch, lr=args.lr, preset=args.preset, dropout=args.dropout,
+                                  flip=not args.no_flip, seed=args.seed, conditioning=args.conditioning,
+                                  run_dir=args.run_dir, cpu=args.cpu)
     print(json.dumps(metrics))
 
 
@@ -91,6 +91,9 @@ def _eval(args):
             report.write_section(args.write, "RESULTS", f"Measured by `{command}` ({rows[0]['n']} samples per row, "
                                  "spread evenly over the 99 classes):\n\n" + table)
             report.plot_quality_speed(rows, Path(args.write).parent / "assets" / "quality_speed.png")
+            if any("retrieval_top1" in r for r in rows):
+                report.write_section(args.write, "TEXT", f"Measured by `{command}` (one image per held-out emoji, "
+                                     "prompted with its name):\n\n" + report.text_table(rows))
     print(table if args.markdown else json.dumps(rows[0] if len(rows) == 1 else rows))
 
 
@@ -136,6 +139,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--masked", type=Path, help="masked checkpoint folder (hybrid)")
     t.add_argument("--paradigm", default="raster", help="generator: raster, masked, depth, mq or scale")
     t.add_argument("--preset", default="small", help="generator size preset")
+    t.add_argument("--conditioning", default="class", help="generator: class, or text (raster, masked)")
     t.add_argument("--dropout", type=float, default=0.1, help="residual dropout (generator)")
     t.add_argument("--no-flip", action="store_true", help="no horizontal-flip augmentation (generator)")
     t.add_argument("--steps", type=int, default=1500)
@@ -153,7 +157,8 @@ def _parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("generate", help="generate one image")
     g.add_argument("--model", required=True)
-    g.add_argument("--class", dest="class_name", help="subcategory, e.g. face-smiling")
+    g.add_argument("--class", dest="class_name", help="subcategory, e.g. face-smiling (class models)")
+    g.add_argument("--prompt", help="what to draw, in words (text models)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--out", type=Path, required=True, help="PNG to write")
     g.add_argument("--frames", type=Path, help="folder for one PNG per streamed frame")

@@ -18,6 +18,8 @@ def generate(args) -> dict:
     values = {"seed": args.seed, **sampling_values(args)}
     if args.class_name is not None:
         values["class"] = args.class_name
+    if args.prompt is not None:
+        values["prompt"] = args.prompt
     controls = pipe.controls(**values)  # validate before any work or file is touched
     want_frames = args.frames is not None or args.gif is not None
     t0 = time.perf_counter()
@@ -32,5 +34,6 @@ def generate(args) -> dict:
             panel(f).save(Path(args.frames) / f"frame_{i:03d}.png")
     if args.gif is not None:
         save_gif(frames, args.gif)
-    return {"model": args.model, "class": controls.class_name, "seed": controls.seed, "seconds": round(seconds, 4),
+    return {"model": args.model, "class": controls.class_name, "prompt": controls.prompt, "seed": controls.seed,
+            "seconds": round(seconds, 4),
             "network_calls": final.network_calls, "frames": len(frames), "out": str(args.out)}

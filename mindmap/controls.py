@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from .sampling import CFG_SCHEDULES, SCHEDULES
+from .text import MAX_PROMPT_CHARS, check_prompt
 
 MAX_SEED = 2**31 - 1
 MAX_BATCH = 16
@@ -19,7 +20,7 @@ MAX_BATCH = 16
 @dataclass(frozen=True)
 class Control:
     name: str
-    kind: str                      # "int" | "float" | "choice"
+    kind: str                      # "int" | "float" | "choice" | "text"
     default: Any
     min: float | None = None
     max: float | None = None
@@ -27,6 +28,8 @@ class Control:
     help: str = ""
 
     def allowed(self) -> str:
+        if self.kind == "text":
+            return f"a non-empty text of at most {MAX_PROMPT_CHARS} characters"
         if self.kind == "choice":
             shown = ", ".join(map(str, self.choices[:6])) + (", ..." if len(self.choices) > 6 else "")
             return f"one of {len(self.choices)} choices ({shown})"
@@ -36,6 +39,8 @@ class Control:
         if value is None:
             return self.default
         bad = ValueError(f"{self.name} must be {self.allowed()}, got {value!r}")
+        if self.kind == "text":
+            return check_prompt(value)
         if self.kind == "choice":
             key = value.strip().lower() if isinstance(value, str) else value
             if key not in self.choices:
@@ -57,6 +62,8 @@ class Control:
         d = {"type": self.kind, "default": self.default, "help": self.help}
         if self.kind == "choice":
             d["choices"] = list(self.choices)
+        elif self.kind == "text":
+            d["max_length"] = MAX_PROMPT_CHARS
         else:
             d.update(min=self.min, max=self.max)
         return d
@@ -64,6 +71,10 @@ class Control:
 
 def class_control(classes: list[str]) -> Control:
     return Control("class", "choice", classes[0], choices=tuple(classes), help="emoji subcategory")
+
+
+def prompt_control(default: str) -> Control:
+    return Control("prompt", "text", default, help="what to draw, in words (an emoji's name works best)")
 
 
 def common_controls() -> list[Control]:
@@ -130,6 +141,7 @@ class Controls:
     """One request, validated. Fields a paradigm does not use stay None."""
     class_name: str | None = None
     label: int | None = None
+    prompt: str | None = None
     seed: int = 0
     batch: int = 1
     cfg: float | None = None

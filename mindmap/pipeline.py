@@ -21,8 +21,8 @@ import torch
 
 from .checkpoint import CheckpointError, component_path, load_component, read_manifest
 from .controls import (Control, Controls, cfg_schedule_control, class_control, common_controls, depth_control,
-                       mar_controls, mask_ratio_control, parallel_controls, prefix_control, token_sampling_controls,
-                       with_defaults)
+                       mar_controls, mask_ratio_control, parallel_controls, prefix_control, prompt_control,
+                       token_sampling_controls, with_defaults)
 from .frames import Frame
 from .generators.depth import DepthGPT
 from .generators.mar import MARGPT
@@ -62,13 +62,21 @@ def _cells(tok_config: dict) -> int:
     return (size // 2 ** (len(tok_config["block_out_channels"]) - 1)) ** 2
 
 
-def _labels(pipe: "Pipeline", c: Controls) -> torch.Tensor:
+def _labels(pipe: "Pipeline", c: Controls):
+    """The request's condition: class labels (B,), or the prompt's text states for a text model."""
+    if c.prompt is not None:
+        return pipe.text_condition(c.prompt, c.batch)
     return torch.full((c.batch,), c.label, dtype=torch.long, device=pipe.device)
 
 
+def _condition_control(manifest: dict) -> Control:
+    if manifest.get("conditioning", "class") == "text":
+        return prompt_control((manifest.get("example_prompts") or ["grinning face"])[0])
+    return class_control(manifest["classes"])
+
+
 def _raster_controls(manifest: dict, tok_config: dict) -> list[Control]:
-    return [class_control(manifest["classes"]), *common_controls(),
-            *token_sampling_controls(tok_config["codebook_size"])]
+    return [_condition_control(manifest), *common_controls(), *token_sampling_controls(tok_config["codebook_size"])]
 
 
 def _raster_sample(pipe: "Pipeline", c: Controls, rng, preview_every: int, cached: bool):
@@ -169,12 +177,18 @@ PARADIGMS = {
 }
 
 
+TEXT_PARADIGMS = ("raster", "masked", "hybrid")
+
+
 def paradigm_of(manifest: dict, folder: Path) -> Paradigm:
     if manifest.get("kind") != "generator":
         raise CheckpointError(f"{folder}: a {manifest.get('kind')} checkpoint, not a generator")
     if manifest["paradigm"] not in PARADIGMS:
         raise CheckpointError(f"{folder}: paradigm {manifest['paradigm']!r} is not supported by this version")
     paradigm = PARADIGMS[manifest["paradigm"]]
+    if manifest.get("conditioning", "class") == "text" and manifest["paradigm"] not in TEXT_PARADIGMS:
+        raise CheckpointError(f"{folder}: text prompts are supported for {', '.join(TEXT_PARADIGMS)} models, "
+                              f"not {manifest['paradigm']}")
     missing = sorted(set(paradigm.components) - set(manifest["components"]))
     if missing:
         raise CheckpointError(f"{Path(folder) / 'mindmap.json'}: no component {missing[0]!r} for a "
@@ -247,6 +261,16 @@ class Pipeline:
     @property
     def cells(self) -> int:
         return self.tokenizer.grid ** 2
+
+    @property
+    def conditioning(self) -> str:
+        return self.manifest.get("conditioning", "class")
+
+    def text_condition(self, prompt: str, batch: int = 1):
+        """The prompt's MiniLM states (cached by the encoder), repeated for a batch, on this pipeline's device."""
+        from .text import text_encoder
+        encoder = text_encoder(self.generator.config.text_tokens)
+        return encoder.encode([prompt] * batch).to(self.device)
 
     def controls(self, **values) -> Controls:
         """Validate a request's controls (`class` may be passed as `class_name`)."""

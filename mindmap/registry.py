@@ -20,7 +20,7 @@ class ModelEntry:
         specs = model_controls(self.folder, m)
         return {"name": self.name, "paradigm": m["paradigm"], "conditioning": m.get("conditioning", "class"),
                 "image_size": m.get("image_size"), "grid": m.get("grid"),
-                "controls": {s.name: s.describe() for s in specs}}
+                "controls": {s.name: s.describe() for s in specs}, "examples": m.get("example_prompts", [])}
 
 
 def list_models(root: Path | None = None) -> list[ModelEntry]:

@@ -101,13 +101,17 @@ def tiny_masked(seed: int = 0, grid: int = 8) -> MaskedGPT:
     return MaskedGPT(vocab_size=32, num_classes=len(TINY_CLASSES), grid=grid, **PRESETS["tiny"]).eval()
 
 
-def write_tiny_checkpoint(folder: Path, paradigm: str = "raster") -> Path:
+def write_tiny_checkpoint(folder: Path, paradigm: str = "raster", conditioning: str = "class") -> Path:
     tiny_tokenizer().save_pretrained(folder / "tokenizer", safe_serialization=True)
-    generator = tiny_raster() if paradigm == "raster" else tiny_masked()
+    torch.manual_seed(0)
+    cls = RasterGPT if paradigm == "raster" else MaskedGPT
+    generator = cls(vocab_size=32, num_classes=len(TINY_CLASSES), grid=8, conditioning=conditioning, text_tokens=8,
+                    **PRESETS["tiny"]).eval()
     generator.save_pretrained(folder / "generator", safe_serialization=True)
-    write_manifest(folder, {"kind": "generator", "paradigm": paradigm, "conditioning": "class",
+    extra = {"example_prompts": ["red apple", "grinning face"]} if conditioning == "text" else {}
+    write_manifest(folder, {"kind": "generator", "paradigm": paradigm, "conditioning": conditioning,
                             "components": {"tokenizer": "tokenizer", "generator": "generator"},
-                            "image_size": 16, "grid": 8, "classes": TINY_CLASSES})
+                            "image_size": 16, "grid": 8, "classes": TINY_CLASSES, **extra})
     return folder
 
 
@@ -118,6 +122,7 @@ def tiny_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("checkpoints")
     write_tiny_checkpoint(root / "tiny-raster")
     write_tiny_checkpoint(root / "tiny-masked", "masked")
+    write_tiny_checkpoint(root / "tiny-text", "raster", "text")
     compose_hybrid(root / "tiny-hybrid", raster=root / "tiny-raster", masked=root / "tiny-masked")
     write_tiny_pair(root / "tiny-depth", "depth", tiny_rq_tokenizer(), tiny_depth())
     write_tiny_pair(root / "tiny-mq", "mq", tiny_mq_tokenizer(), tiny_stack())
@@ -167,6 +172,12 @@ def scale_pipe(tiny_root):
 def mar_pipe(tiny_root):
     from mindmap.pipeline import Pipeline
     return Pipeline.from_pretrained(tiny_root / "tiny-mar", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def text_pipe(tiny_root):
+    from mindmap.pipeline import Pipeline
+    return Pipeline.from_pretrained(tiny_root / "tiny-text", device="cpu")
 
 
 @pytest.fixture(scope="session")

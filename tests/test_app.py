@@ -84,15 +84,16 @@ def test_controls_a_model_does_not_take_are_hidden(monkeypatch, tiny_root):
                                                          "steps": {"type": "int", "default": 8, "min": 1, "max": 64}}}
     monkeypatch.setattr(app, "MODELS", {"tiny-raster": raster, "other": other})
     monkeypatch.setattr(app, "UI_CONTROLS", app.CORE + ("steps",))
-    info, *updates, dice, schedule = app.on_model_change("other")
+    info, *updates, dice, schedule, examples = app.on_model_change("other")
     visible = {name: u["visible"] for name, u in zip(app.UI_CONTROLS, updates)}
     assert visible == {"class": False, "seed": True, "cfg": False, "temperature": False, "top_k": False,
                        "top_p": False, "steps": True}
     assert "other" in info and dice["visible"] and not schedule["visible"]    # a paradigm with no view of its own
     monkeypatch.setitem(app.MODELS, "other", {**other, "paradigm": "masked"})
-    *_, schedule = app.on_model_change("other")
+    *_, schedule, _ = app.on_model_change("other")
     assert schedule["visible"] and schedule["label"].startswith("Schedule")
-    _, *updates, _, schedule = app.on_model_change("tiny-raster")
+    _, *updates, _, schedule, examples = app.on_model_change("tiny-raster")
+    assert not examples["visible"]
     assert not schedule["visible"]
     cfg = dict(zip(app.UI_CONTROLS, updates))["cfg"]
     assert cfg["visible"] and (cfg["minimum"], cfg["maximum"], cfg["value"]) == (1.0, 10.0, 3.0)
@@ -119,3 +120,24 @@ def test_tokenizer_lab_takes_an_upload_and_refuses_a_non_image(tiny_app, tmp_pat
         client(tiny_app).predict("tiny-vq", None, handle_file(str(text)), api_name="/tokenize")
     with pytest.raises(Exception, match="no such emoji is not in the list of choices"):
         client(tiny_app).predict("tiny-vq", "no such emoji", None, api_name="/tokenize")
+
+
+def test_text_model_takes_a_prompt_and_refuses_an_empty_one(tiny_app):
+    updates = list(client(tiny_app).submit(**{**TINY, "model": "tiny-text", "prompt": "red apple"},
+                                           api_name="/generate"))
+    assert "step 64/64" in updates[-1][-1]
+    with pytest.raises(Exception, match="prompt must not be empty"):
+        client(tiny_app).predict(**{**TINY, "model": "tiny-text", "prompt": "   "}, api_name="/generate")
+
+
+def test_text_model_shows_its_example_prompts(tiny_root, monkeypatch):
+    import app
+    from mindmap.registry import list_models
+    models = {m.name: m.describe() for m in list_models(tiny_root)}
+    monkeypatch.setattr(app, "MODELS", models)
+    monkeypatch.setattr(app, "UI_CONTROLS", app.CORE + tuple(sorted({c for d in models.values() for c in d["controls"]}
+                                                                    - set(app.CORE) - app.NOT_IN_UI)))
+    info, *updates, dice, view, examples = app.on_model_change("tiny-text")
+    visible = {name: u["visible"] for name, u in zip(app.UI_CONTROLS, updates)}
+    assert visible["prompt"] and not visible["class"] and "text prompts" in info
+    assert examples["visible"] and examples["samples"] == [["red apple"], ["grinning face"]]

@@ -37,6 +37,17 @@ def generator_table(rows: list[dict]) -> str:
     return "\n".join([head, *lines])
 
 
+def text_table(rows: list[dict]) -> str:
+    """Text models: held-out prompts' subcategory agreement and retrieval of the prompt's real emoji."""
+    head = ("| model | held-out prompts | subcategory top-1 / top-5 | retrieval @1 / @5 / @10 (chance) | FD-emoji | "
+            "s/image |\n|---|---|---|---|---|---|")
+    lines = [f"| {r['model']} | {r['n']} | {r['class_top1']:.2f} / {r['class_top5']:.2f} | "
+             f"{r['retrieval_top1']:.3f} / {r['retrieval_top5']:.3f} / {r['retrieval_top10']:.3f} "
+             f"({r['retrieval_top1_chance']:.3f} / {r['retrieval_top5_chance']:.3f} / {r['retrieval_top10_chance']:.3f}) | "
+             f"{r['fd_emoji']:.2f} | {r['seconds_per_image']:.3f} |" for r in rows if "retrieval_top1" in r]
+    return "\n".join([head, *lines])
+
+
 def tokenizer_table(rows: list[dict]) -> str:
     head = ("| tokenizer | kind | tokens | held-out PSNR (dB) | PSNR by level (dB) | SSIM | rFD-emoji | "
             "codebook usage | perplexity |\n|---|---|---|---|---|---|---|---|---|")
@@ -58,8 +69,9 @@ def update_cards(rows: list[dict], command: str, root: Path | None = None):
         card = root / name / "README.md"
         text = card.read_text() if card.exists() else f"# {name}\n"
         text = text.split(f"\n{CARD_HEADING}")[0].rstrip() + "\n"
+        extra = f"\n{text_table(mine)}\n" if any("retrieval_top1" in r for r in mine) else ""
         card.write_text(f"{text}\n{CARD_HEADING}\nMeasured by `{command}` (the held-out split; FD-emoji's floor is "
-                        f"real training images against the same held-out set):\n\n{generator_table(mine)}\n")
+                        f"real training images against the same held-out set):\n\n{generator_table(mine)}\n{extra}")
         manifest_path = root / name / MANIFEST
         manifest = json.loads(manifest_path.read_text())
         manifest["eval"] = [{k: v for k, v in r.items() if k != "fid_note"} for r in mine]

@@ -49,23 +49,80 @@ def _balanced_labels(num_classes: int, n: int) -> torch.Tensor:
     return torch.arange(n) % num_classes
 
 
-def _sample(pipe, labels: torch.Tensor, seed: int, controls: dict):
-    """One image per label, batched per class: (images, seconds per image, the last Frame, their labels)."""
+def _timed(pipe, seed: int, batch: int, values: dict):
+    t0 = time.perf_counter()
+    frame = pipe(seed=seed, batch=batch, **values)
+    return frame, time.perf_counter() - t0
+
+
+def sample_classes(pipe, n: int, seed: int, controls: dict):
+    """n images spread evenly over the classes, batched per class: (images, labels, seconds/image, last Frame)."""
+    labels = _balanced_labels(len(pipe.classes), n)
     images, done, seconds, frame = [], [], 0.0, None
     for k, label in enumerate(labels.unique().tolist()):
         count = int((labels == label).sum())
         for start in range(0, count, MAX_BATCH):
             b = min(MAX_BATCH, count - start)
-            t0 = time.perf_counter()
-            frame = pipe(**{"class": pipe.classes[label]}, seed=seed + 7919 * k + start, batch=b, **controls)
-            seconds += time.perf_counter() - t0
+            frame, sec = _timed(pipe, seed + 7919 * k + start, b, {"class": pipe.classes[label], **controls})
+            seconds += sec
             images.append(frame.image.cpu())
             done.append(torch.full((b,), label))
-    return torch.cat(images), seconds / len(labels), frame, torch.cat(done)
+    return torch.cat(images), torch.cat(done), seconds / n, frame
 
 
-# The controls each paradigm is judged at besides its defaults (`eval --all`): the speed levers.
-SWEEPS = {"masked": [{"steps": 4}, {"steps": 8}, {"steps": 16}], "hybrid": [{"prefix": 16}, {"prefix": 32}]}
+def heldout_prompts(data, n: int) -> list[dict]:
+    """One prompt per held-out emoji (its plain name; no skin tones): name, label, its real images' indices."""
+    emojis: dict[str, dict] = {}
+    for i, r in enumerate(data.records):
+        if r["split"] == "heldout" and r["skin"] is None:
+            e = emojis.setdefault(r["emoji"], {"name": r["name"].lower(), "label": r["label"], "real": []})
+            e["real"].append(i)
+    return list(emojis.values())[:n]
+
+
+def sample_prompts(pipe, items: list[dict], seed: int, controls: dict):
+    """One image per held-out prompt: (images, their emoji's labels, seconds/image, last Frame)."""
+    images, seconds, frame = [], 0.0, None
+    for k, item in enumerate(items):
+        frame, sec = _timed(pipe, seed + k, 1, {"prompt": item["name"], **controls})
+        seconds += sec
+        images.append(frame.image.cpu())
+    return torch.cat(images), torch.tensor([it["label"] for it in items]), seconds / len(items), frame
+
+
+def retrieval(f_fake: torch.Tensor, items: list[dict], data, clf, ks=(1, 5, 10)) -> dict:
+    """For each image made from a held-out prompt: is a real image of that emoji among its k nearest held-out
+    real images (classifier features)? Also the chance level of each k."""
+    pool = [i for it in items for i in it["real"]]
+    owner = torch.tensor([k for k, it in enumerate(items) for _ in it["real"]])
+    f_real = embed(clf, data.tensor(pool))[0]
+    near = torch.cdist(f_fake.float(), f_real.float()).argsort(dim=1)               # (fake, pool)
+    hits = owner[near] == torch.arange(len(items))[:, None]
+    out = {}
+    for k in ks:
+        out[f"retrieval_top{k}"] = hits[:, :k].any(1).float().mean().item()
+        out[f"retrieval_top{k}_chance"] = min(1.0, k * len(pool) / len(items) / len(pool))
+    return out
+
+
+def training_floor(data, fake_labels: torch.Tensor, seed: int) -> torch.Tensor:
+    """Training images with the same per-class counts as the samples: what reproducing training data scores."""
+    g = torch.Generator().manual_seed(seed)
+    train_idx = torch.from_numpy(data.indices("train"))
+    train_labels = torch.from_numpy(data.labels[train_idx.numpy()])
+    picks = []
+    for label in fake_labels.unique().tolist():
+        pool = train_idx[train_labels == label]
+        picks.append(pool[torch.randint(0, len(pool), (int((fake_labels == label).sum()),), generator=g)])
+    return data.tensor(torch.cat(picks).numpy())
+
+
+# The controls each paradigm is judged at besides its defaults (`eval --all`): its speed/quality levers.
+SWEEPS = {"masked": [{"steps": 4}, {"steps": 8}, {"steps": 16}], "hybrid": [{"prefix": 16}, {"prefix": 32}],
+          "depth": [{"depth": d} for d in (1, 2, 3, 4)],
+          "mq": [{"mask_ratio": r} for r in (0.0, 0.25, 0.5, 0.75)],
+          "mar": [{"steps": 8, "diffusion_steps": 25}, {"steps": 16, "diffusion_steps": 10},
+                  {"steps": 16, "diffusion_steps": 25}, {"steps": 32, "diffusion_steps": 25}]}
 
 
 def variant_name(name: str, controls: dict) -> str:
@@ -82,6 +139,7 @@ def eval_all(n: int = 990, seed: int = 0, root: Path | None = None) -> list[dict
 
 
 def eval_generator(name: str, n: int = 990, seed: int = 0, root: Path | None = None, controls: dict | None = None) -> dict:
+    """Sample (n images over the classes, or one per held-out prompt for a text model) and score them."""
     if not 10 <= n <= 20000:
         raise ValueError(f"--n must be an integer in [10, 20000], got {n}")
     controls = dict(controls or {})
@@ -89,33 +147,26 @@ def eval_generator(name: str, n: int = 990, seed: int = 0, root: Path | None = N
     pipe.controls(**controls)  # refuse a bad control before sampling anything
     data = load_emoji(pipe.manifest["image_size"])
     clf = load_classifier(root)
-    labels = _balanced_labels(len(pipe.classes), n)
-    fake, sec_per_image, last_frame, fake_labels = _sample(pipe, labels, seed, controls)
-    calls = last_frame.network_calls
-    held = data.tensor(data.indices("heldout"))
-    train_idx = data.indices("train")
-    # Real-vs-real floor: training images with the same per-class counts as the samples, against the
-    # same held-out set -- what a generator that reproduced its training data would score.
-    g = torch.Generator().manual_seed(seed)
-    train_labels = torch.from_numpy(data.labels[train_idx])
-    floor_idx = []
-    for label in fake_labels.unique().tolist():
-        pool = torch.from_numpy(train_idx)[train_labels == label]
-        want = int((fake_labels == label).sum())
-        floor_idx.append(pool[torch.randint(0, len(pool), (want,), generator=g)])
-    floor_real = data.tensor(torch.cat(floor_idx).numpy())
+    text = pipe.conditioning == "text"
+    items = heldout_prompts(data, n) if text else []
+    if text:
+        fake, fake_labels, sec_per_image, last = sample_prompts(pipe, items, seed, controls)
+    else:
+        fake, fake_labels, sec_per_image, last = sample_classes(pipe, n, seed, controls)
     f_fake, logits = embed(clf, fake)
-    f_held, f_floor = embed(clf, held)[0], embed(clf, floor_real)[0]
+    f_held = embed(clf, data.tensor(data.indices("heldout")))[0]
+    f_floor = embed(clf, training_floor(data, fake_labels, seed))[0]
     agree = topk_agreement(logits, fake_labels)
-    memo = nearest_distances(fake, data.tensor(train_idx)) < style_threshold(data)
+    memo = nearest_distances(fake, data.tensor(data.indices("train"))) < style_threshold(data)
     return {"model": variant_name(name, controls), "paradigm": pipe.manifest["paradigm"], "controls": controls,
-            "n": len(fake), "params": sum(p.numel() for role, part in pipe.parts.items() if role != "tokenizer"
-                                          for p in part.parameters()),
-            "tokens": codes_per_image(last_frame),
+            "conditioning": pipe.conditioning, "n": len(fake),
+            "params": sum(p.numel() for role, part in pipe.parts.items() if role != "tokenizer" for p in part.parameters()),
+            "tokens": codes_per_image(last),
             "fd_emoji": frechet_distance(f_fake, f_held), "fd_emoji_floor": frechet_distance(f_floor, f_held),
             "class_top1": agree["top1"], "class_top5": agree["top5"],
             **precision_recall(f_held, f_fake), "memorized": memo.float().mean().item(),
-            "seconds_per_image": sec_per_image, "network_calls": calls,
+            **(retrieval(f_fake, items, data, clf) if text else {}),
+            "seconds_per_image": sec_per_image, "network_calls": last.network_calls,
             "fid_inception": None, "fid_note": inception_fid_note()}
 
 

@@ -1,6 +1,6 @@
 """Masked parallel generator (MaskGIT / MaskGIL): a bidirectional LLaMA over VQ codes with a [MASK] code.
 
-Input: [class, code_0, ..., code_{N-1}] where open cells hold the [MASK] id (= vocab_size); output:
+Input: [prefix, code_0, ..., code_{N-1}] where open cells hold the [MASK] id (= vocab_size); output:
 logits (B, N, V) for every cell. Every position sees every other (no causal mask), so one call scores
 all open cells given the committed ones. Trained with the MaskGIT objective (`masked_loss`): a random
 share of each sequence is masked, following the decoding schedule, and only masked cells are scored.
@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import register_to_config
 
-from .base import PRESETS, GridLM
+from .base import PRESETS, GridLM, attention_mask
 
 __all__ = ["PRESETS", "MaskedGPT", "masked_loss", "random_mask"]
 
@@ -22,19 +22,21 @@ class MaskedGPT(GridLM):
 
     @register_to_config
     def __init__(self, vocab_size: int = 512, num_classes: int = 99, grid: int = 8, dim: int = 256,
-                 n_layers: int = 6, n_heads: int = 8, class_dropout: float = 0.1, dropout: float = 0.0):
+                 n_layers: int = 6, n_heads: int = 8, class_dropout: float = 0.1, dropout: float = 0.0,
+                 conditioning: str = "class", text_dim: int = 384, text_tokens: int = 16):
         super().__init__()
-        self._build(vocab_size + 1, vocab_size, num_classes, grid, dim, n_layers, n_heads, dropout)
+        self._build(vocab_size + 1, vocab_size, num_classes, grid, dim, n_layers, n_heads, dropout, conditioning,
+                    text_dim, text_tokens)
 
     @property
     def mask_id(self) -> int:
         return self.config.vocab_size
 
-    def forward(self, codes: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """codes (B, N) with `mask_id` at open cells, labels (B,) -> logits (B, N, V) for every cell."""
-        x = self._embed(labels, codes)
-        h = self.trunk(x, self.angles[:x.shape[1]], None)      # bidirectional: no mask at all
-        return self.head(h[:, 1:])
+    def forward(self, codes: torch.Tensor, cond) -> torch.Tensor:
+        """codes (B, N) with `mask_id` at open cells, cond (labels (B,) or prompts) -> logits (B, N, V)."""
+        x, keys = self._embed(cond, codes)
+        h = self.trunk(x, self.angles[:x.shape[1]], attention_mask(None, keys))   # bidirectional: padding only
+        return self.head(h[:, self.prefix_len:])
 
 
 def random_mask(batch: int, n: int, generator: torch.Generator) -> torch.Tensor:

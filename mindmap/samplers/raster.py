@@ -11,13 +11,18 @@ from typing import Iterator
 import torch
 
 from ..frames import Frame
+from ..generators.base import TextCondition
 from ..sampling import cfg_mix, filter_logits, sample
 from .state import GridState
 
 
-def guided_rows(labels: torch.Tensor, null_class: int, cfg: float) -> torch.Tensor:
-    """CFG as one batch of 2B rows, [cond; uncond]; just the labels when guidance is off."""
-    return torch.cat([labels, torch.full_like(labels, null_class)]) if cfg != 1.0 else labels
+def guided_rows(cond, null_class: int | None, cfg: float):
+    """CFG as one batch of 2B rows, [cond; uncond] (null class, or the empty prompt); cond alone when off."""
+    if cfg == 1.0:
+        return cond
+    if isinstance(cond, TextCondition):
+        return cond.with_unconditional()
+    return torch.cat([cond, torch.full_like(cond, null_class)])
 
 
 def raster_cells(model, state: GridState, rows: torch.Tensor, generator: torch.Generator, cells: int,
@@ -44,7 +49,7 @@ def raster_cells(model, state: GridState, rows: torch.Tensor, generator: torch.G
             prev = codes.repeat(2) if guided else codes
             yield i
     finally:
-        model.trunk.clear_caches()
+        model.clear_caches()
 
 
 @torch.inference_mode()

@@ -22,6 +22,7 @@ from ..generators.scale import PRESETS as SCALE_PRESETS
 from ..generators.scale import ScaleGPT, scale_loss
 from ..generators.stack import StackGPT, stack_loss
 from ..tokenizers import TOKENIZERS
+from .captions import CaptionTable
 from .common import Trainer, batch_indices, command_line, write_card
 
 logger = logging.getLogger(__name__)
@@ -125,14 +126,40 @@ GENERATORS = {
 }
 
 
+class ClassConditions:
+    """Class labels; in training a share `p` become the null class (classifier-free guidance)."""
+
+    def __init__(self, labels: torch.Tensor, model):
+        self.labels, self.model = labels, model
+
+    def train(self, rows: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        return drop_labels(self.labels[rows], self.model.config.class_dropout, self.model.null_class, g)
+
+    def eval(self, rows: torch.Tensor) -> torch.Tensor:
+        return self.labels[rows]
+
+
+class TextConditions:
+    """Captions of each emoji (name, variations, short names); in training a share `p` become the empty prompt."""
+
+    def __init__(self, records: list[dict], model):
+        from ..text import text_encoder
+        self.table, self.model = CaptionTable(records, text_encoder(model.config.text_tokens)), model
+
+    def train(self, rows: torch.Tensor, g: torch.Generator):
+        return self.table.condition(rows, g).drop(self.model.config.class_dropout, g)
+
+    def eval(self, rows: torch.Tensor):
+        return self.table.condition(rows)
+
+
 @torch.no_grad()
-def heldout_loss(model, loss, codes: torch.Tensor, labels: torch.Tensor, seed: int = 0, batch: int = 256) -> float:
-    """Mean per-code cross-entropy (nats) of `loss` on held-out codes given their class (fixed masks)."""
+def heldout_loss(model, loss, codes: torch.Tensor, rows: torch.Tensor, conds, seed: int = 0, batch: int = 256) -> float:
+    """Mean of `loss` over records `rows` (their codes, their plain condition), with fixed random draws."""
     g, total = torch.Generator().manual_seed(seed), 0.0
-    for i in range(0, len(codes), batch):
-        c, y = codes[i:i + batch], labels[i:i + batch]
-        total += loss(model, c, y, g).item() * len(c)
-    return total / len(codes)
+    for part in rows.split(batch):
+        total += loss(model, codes[part], conds.eval(part), g).item() * len(part)
+    return total / len(rows)
 
 
 def load_codes(tok_dir: Path, flip: bool, encode=token_codes):
@@ -151,12 +178,15 @@ def load_codes(tok_dir: Path, flip: bool, encode=token_codes):
 
 def train_generator(out: Path, tokenizer: Path, paradigm: str = "raster", steps: int = 4000, batch: int = 64,
                     lr: float = 1e-3, preset: str = "small", dropout: float = 0.1, flip: bool = True, seed: int = 0,
-                    run_dir: Path | None = None, cpu: bool = False) -> dict:
+                    conditioning: str = "class", run_dir: Path | None = None, cpu: bool = False) -> dict:
     if paradigm not in GENERATORS:
         raise ValueError(f"paradigm must be one of {list(GENERATORS)}, got {paradigm!r}")
     recipe = GENERATORS[paradigm]
     if preset not in recipe.presets:
         raise ValueError(f"preset must be one of {list(recipe.presets)}, got {preset!r}")
+    if conditioning not in ("class", "text") or (conditioning == "text" and paradigm not in ("raster", "masked")):
+        raise ValueError(f"conditioning must be 'class' (any paradigm) or 'text' (raster, masked), got "
+                         f"{conditioning!r} for {paradigm}")
     if tokenizer is None:
         raise ValueError("--tokenizer is required: the tokenizer checkpoint folder the generator models")
     out, tok_dir = Path(out), Path(tokenizer)
@@ -164,45 +194,65 @@ def train_generator(out: Path, tokenizer: Path, paradigm: str = "raster", steps:
     if kind != recipe.needs:
         raise ValueError(f"{tok_dir}: a {paradigm} generator models a {recipe.needs} tokenizer, this one is {kind}")
     tok, data, views, labels = load_codes(tok_dir, flip, recipe.encode)
-    loss = recipe.loss
     train_idx = torch.from_numpy(data.indices("train"))
     held_idx = torch.from_numpy(data.indices("heldout"))
 
     torch.manual_seed(seed)
     alphabet = {"vocab_size": tok.vocab_size} if hasattr(tok, "vocab_size") else {}
-    model = recipe.model(num_classes=len(data.classes), grid=tok.grid, dropout=dropout, **alphabet,
+    text = {"conditioning": "text"} if conditioning == "text" else {}
+    model = recipe.model(num_classes=len(data.classes), grid=tok.grid, dropout=dropout, **alphabet, **text,
                          **recipe.extra(tok), **recipe.presets[preset])
+    conds = TextConditions(data.records, model) if text else ClassConditions(labels, model)
     trainer = Trainer(model, steps, lr, run_dir or Path("runs") / out.name, weight_decay=0.05, cpu=cpu)
     g = torch.Generator().manual_seed(seed + 1)
 
     def loss_fn(step):
         idx = batch_indices(train_idx, batch, seed, step)
         view = torch.randint(0, len(views), (batch,), generator=g)
-        c, y = views[view, idx].to(trainer.device), labels[idx].to(trainer.device)
-        value = loss(trainer.model, c, drop_labels(y, model.config.class_dropout, model.null_class, g), g)
-        return value, {"ce": value.item()}
+        cond = conds.train(idx, g).to(trainer.device)
+        value = recipe.loss(trainer.model, views[view, idx].to(trainer.device), cond, g)
+        return value, {"loss": value.item()}
 
     seconds = trainer.run(loss_fn, desc=f"{paradigm} generator")
     gen = trainer.unwrapped().cpu().eval()
-    codes, same = views[0], train_idx[:len(held_idx)]
-    metrics = {"heldout_ce": heldout_loss(gen, loss, codes[held_idx], labels[held_idx]),
-               "train_ce": heldout_loss(gen, loss, codes[same], labels[same]),
+    metrics = {"heldout_ce": heldout_loss(gen, recipe.loss, views[0], held_idx, conds),
+               "train_ce": heldout_loss(gen, recipe.loss, views[0], train_idx[:len(held_idx)], conds),
                "params": sum(p.numel() for p in gen.parameters())}
     logger.info("metrics: %s", metrics)
     save_component(gen, out / "generator", half=True)
     copy_component(tok_dir / "tokenizer", out / "tokenizer")
-    write_manifest(out, {"kind": "generator", "paradigm": paradigm, "conditioning": "class",
+    write_manifest(out, {"kind": "generator", "paradigm": paradigm, "conditioning": conditioning,
                          "components": {"tokenizer": "tokenizer", "generator": "generator"},
-                         "tokenizer_source": tok_dir.name, "image_size": tok.image_size,
-                         "grid": tok.grid, "classes": data.classes, "metrics": metrics})
-    write_card(out, f"{out.name}: {recipe.title}",
-               f"{recipe.summary}. {metrics['params'] / 1e6:.2f}M parameters, preset `{preset}` "
-               f"({recipe.presets[preset]}), over "
-               f"the {tok.grid}x{tok.grid} codes of the `{tok_dir.name}` tokenizer (copied into `tokenizer/`); "
-               f"label dropout {model.config.class_dropout} for classifier-free guidance, residual dropout "
-               f"{dropout}" + (", horizontal-flip augmentation" if flip else "") + ". Weights stored in float16, "
-               "computed in float32.",
-               command_line(), steps, seconds,
-               {f"held-out {recipe.metric}": metrics["heldout_ce"], f"train {recipe.metric} (same count)":
-                metrics["train_ce"], "parameters": metrics["params"]})
+                         "tokenizer_source": tok_dir.name, "image_size": tok.image_size, "grid": tok.grid,
+                         "classes": data.classes, "metrics": metrics, **example_prompts(data, conditioning)})
+    write_card(out, f"{out.name}: {recipe.title}" + (", text prompts" if text else ""),
+               card_summary(recipe, preset, metrics, tok, tok_dir, model, dropout, flip), command_line(), steps,
+               seconds, {f"held-out {recipe.metric}": metrics["heldout_ce"], f"train {recipe.metric} (same count)":
+                         metrics["train_ce"], "parameters": metrics["params"]})
     return metrics
+
+
+def example_prompts(data, conditioning: str, count: int = 8) -> dict:
+    """For a text model: the plain names of a few held-out emoji, one per category, as the app's examples."""
+    if conditioning != "text":
+        return {}
+    seen, names = set(), []
+    for r in data.records:
+        if (r["split"] == "heldout" and r["skin"] is None and r["category"] not in seen | {"Component"}
+                and len(names) < count):
+            seen.add(r["category"])
+            names.append(r["name"].lower())
+    return {"example_prompts": names}
+
+
+def card_summary(recipe: Recipe, preset: str, metrics: dict, tok, tok_dir: Path, model, dropout: float, flip: bool) -> str:
+    if model.config.get("conditioning", "class") == "text":
+        cond = (f"conditioned on the prompt's MiniLM token states ({model.config.text_tokens} prefix tokens, padding "
+                f"masked out of attention; captions from names and short names with light variations), caption "
+                f"dropout {model.config.class_dropout} to a learned empty prompt for classifier-free guidance")
+    else:
+        cond = f"label dropout {model.config.class_dropout} for classifier-free guidance"
+    return (f"{recipe.summary}. {metrics['params'] / 1e6:.2f}M parameters, preset `{preset}` ({recipe.presets[preset]}), "
+            f"over the {tok.grid}x{tok.grid} grid of the `{tok_dir.name}` tokenizer (copied into `tokenizer/`); {cond}; "
+            f"residual dropout {dropout}" + (", horizontal-flip augmentation" if flip else "")
+            + ". Weights stored in float16, computed in float32.")

@@ -1,0 +1,63 @@
+"""Text prompts: the offline MiniLM encoder, a tiny text-conditioned raster model, captions, the CLI."""
+import json
+
+import pytest
+import torch
+
+from mindmap.generators.base import TextCondition
+from mindmap.text import MAX_PROMPT_CHARS, check_prompt, text_encoder
+from mindmap.train.captions import emoji_captions
+
+from test_cli import cli
+
+
+def test_prompts_are_trimmed_and_checked():
+    assert check_prompt("  red   apple \t\n") == "red apple"
+    assert check_prompt("🍎 漢字 ☃") == "🍎 漢字 ☃"
+    for bad, needle in (("", "empty"), ("   ", "empty"), ("x" * (MAX_PROMPT_CHARS + 1), "at most"), (None, "text")):
+        with pytest.raises(ValueError, match=f"prompt must.*{needle}"):
+            check_prompt(bad)
+
+
+def test_encoder_gives_token_states_and_caches_them(monkeypatch):
+    encoder = text_encoder(8)
+    cond = encoder.encode(["red apple", "a much longer prompt about a grinning face with big eyes"])
+    assert isinstance(cond, TextCondition) and cond.states.shape == (2, 8, 384)
+    assert cond.mask[0].tolist() == [True] * 4 + [False] * 4                  # [CLS] red apple [SEP], padding
+    assert bool(cond.mask[1].all())                                            # truncated to 8 tokens
+    calls = []
+    monkeypatch.setattr(encoder, "_encode_new", lambda prompts: calls.append(prompts))
+    again = encoder.encode(["red  apple"])                                     # same after trimming: cached
+    assert calls == [] and torch.equal(again.states[0], cond.states[0])
+
+
+def test_captions_of_an_emoji():
+    caps = emoji_captions({"name": "GRINNING FACE", "short_names": ["grinning", "grinning_face"]})
+    assert caps == ["grinning face", "an emoji of grinning face", "grinning face emoji", "grinning"]
+
+
+def test_text_model_same_prompt_same_image_and_prompt_matters(text_pipe):
+    a = text_pipe(prompt="red apple", seed=3)
+    b = text_pipe(prompt="  red apple", seed=3)
+    c = text_pipe(prompt="sailboat", seed=3)
+    assert torch.equal(a.image, b.image) and not torch.equal(a.tokens, c.tokens)
+    naive = text_pipe(prompt="red apple", seed=3, cached=False)
+    assert torch.equal(a.tokens, naive.tokens)                                 # padding masked the same both ways
+    unguided = text_pipe(prompt="red apple", seed=3, cfg=1.0, batch=2)
+    assert unguided.image.shape == (2, 3, 16, 16)
+
+
+@pytest.mark.parametrize("values, needle", [({"prompt": ""}, "prompt must not be empty"),
+                                            ({"prompt": "y" * 500}, "prompt must be at most"),
+                                            ({"class": "food-fruit"}, "unknown control 'class'")])
+def test_bad_prompts_are_clear_errors(text_pipe, values, needle):
+    with pytest.raises(ValueError, match=needle):
+        text_pipe(**values)
+
+
+def test_generate_with_a_prompt_on_the_cli(tiny_root, tmp_path):
+    base = ["generate", "--model", "tiny-text", "--root", tiny_root, "--seed", 2]
+    out = json.loads(cli(*base, "--prompt", "red apple", "--out", tmp_path / "a.png").stdout)
+    assert out["prompt"] == "red apple" and out["network_calls"] == 64
+    proc = cli(*base, "--prompt", "   ", "--out", tmp_path / "b.png", check=False)
+    assert proc.returncode != 0 and "prompt must not be empty" in proc.stderr and not (tmp_path / "b.png").exists()
