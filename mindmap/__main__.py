@@ -97,6 +97,11 @@ def _eval(args):
     print(table if args.markdown else json.dumps(rows[0] if len(rows) == 1 else rows))
 
 
+def _figures(args):
+    from .figures import make_figures
+    print(json.dumps(make_figures(args.root, args.out)))
+
+
 def _bench(args):
     from .bench import bench
     against = [a.strip() for a in args.against.split(",") if a.strip()] if args.against else []
@@ -193,6 +198,12 @@ def _parser() -> argparse.ArgumentParser:
                    "cards and assets/quality_speed.png")
     add_sampling_flags(e)
     e.set_defaults(func=_eval)
+
+    f = sub.add_parser("figures", help="the README's pictures: model comparison, decoding GIFs, importance maps, "
+                       "prompts")
+    f.add_argument("--out", type=Path, default=Path("assets"), help="folder to write")
+    f.add_argument("--root", type=Path, default=None, help="checkpoints folder")
+    f.set_defaults(func=_figures)
 
     b = sub.add_parser("bench", help="speed: real sampler vs its naive baseline (and a sweep, other models)")
     b.add_argument("--model", required=True)

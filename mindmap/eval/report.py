@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Callable
 
 from ..checkpoint import MANIFEST, default_root
 
@@ -27,36 +28,54 @@ def write_section(path: Path, key: str, body: str):
     path.write_text(replace_section(path.read_text(), key, body))
 
 
+def markdown(columns: list[tuple[str, Callable[[dict], str]]], rows: list[dict]) -> str:
+    """A markdown table: one (header, cell formatter) per column, one line per row."""
+    head = "| " + " | ".join(h for h, _ in columns) + " |\n|" + "---|" * len(columns)
+    return "\n".join([head, *("| " + " | ".join(cell(r) for _, cell in columns) + " |" for r in rows)])
+
+
+def _pair(a: float, b: float, fmt: str = ".2f") -> str:
+    return f"{a:{fmt}} / {b:{fmt}}"
+
+
+GENERATOR_COLUMNS = [
+    ("model", lambda r: r["model"]), ("paradigm", lambda r: r["paradigm"]),
+    ("params", lambda r: f"{r['params'] / 1e6:.1f}M"), ("tokens", lambda r: str(r["tokens"])),
+    ("network calls", lambda r: str(r["network_calls"])), ("s/image (CPU)", lambda r: f"{r['seconds_per_image']:.3f}"),
+    ("FD-emoji (floor)", lambda r: f"{r['fd_emoji']:.2f} ({r['fd_emoji_floor']:.2f})"),
+    ("class top-1 / top-5", lambda r: _pair(r["class_top1"], r["class_top5"])),
+    ("precision", lambda r: f"{r['precision']:.2f}"), ("recall", lambda r: f"{r['recall']:.2f}"),
+    ("memorized", lambda r: f"{r['memorized']:.3f}"),
+]
+TEXT_COLUMNS = [
+    ("model", lambda r: r["model"]), ("held-out prompts", lambda r: str(r["n"])),
+    ("subcategory top-1 / top-5", lambda r: _pair(r["class_top1"], r["class_top5"])),
+    ("retrieval @1 / @5 / @10 (chance)", lambda r: " / ".join(f"{r[f'retrieval_top{k}']:.3f}" for k in (1, 5, 10))
+     + " (" + " / ".join(f"{r[f'retrieval_top{k}_chance']:.3f}" for k in (1, 5, 10)) + ")"),
+    ("FD-emoji", lambda r: f"{r['fd_emoji']:.2f}"), ("s/image", lambda r: f"{r['seconds_per_image']:.3f}"),
+]
+TOKENIZER_COLUMNS = [
+    ("tokenizer", lambda r: r["tokenizer"]), ("kind", lambda r: r["kind"]), ("tokens", lambda r: str(r["tokens"])),
+    ("held-out PSNR (dB)", lambda r: f"{r['psnr']:.2f}"),
+    ("PSNR by level (dB)", lambda r: " · ".join(f"{k} {v:.1f}" for k, v in r["psnr_by_preview"].items())
+     if len(r["psnr_by_preview"]) > 1 else "—"),
+    ("SSIM", lambda r: f"{r['ssim']:.3f}"), ("rFD-emoji", lambda r: f"{r['rfd_emoji']:.2f}"),
+    ("codebook usage", lambda r: f"{r['codebook_usage']:.1%}" if "codebook_usage" in r else "— (continuous)"),
+    ("perplexity", lambda r: f"{r['perplexity']:.0f}" if "perplexity" in r else "—"),
+]
+
+
 def generator_table(rows: list[dict]) -> str:
-    head = ("| model | paradigm | params | tokens | network calls | s/image (CPU) | FD-emoji (floor) | "
-            "class top-1 / top-5 | precision | recall | memorized |\n|---|---|---|---|---|---|---|---|---|---|---|")
-    lines = [f"| {r['model']} | {r['paradigm']} | {r['params'] / 1e6:.1f}M | {r['tokens']} | {r['network_calls']} | "
-             f"{r['seconds_per_image']:.3f} | {r['fd_emoji']:.2f} ({r['fd_emoji_floor']:.2f}) | "
-             f"{r['class_top1']:.2f} / {r['class_top5']:.2f} | {r['precision']:.2f} | {r['recall']:.2f} | "
-             f"{r['memorized']:.3f} |" for r in rows]
-    return "\n".join([head, *lines])
+    return markdown(GENERATOR_COLUMNS, rows)
 
 
 def text_table(rows: list[dict]) -> str:
     """Text models: held-out prompts' subcategory agreement and retrieval of the prompt's real emoji."""
-    head = ("| model | held-out prompts | subcategory top-1 / top-5 | retrieval @1 / @5 / @10 (chance) | FD-emoji | "
-            "s/image |\n|---|---|---|---|---|---|")
-    lines = [f"| {r['model']} | {r['n']} | {r['class_top1']:.2f} / {r['class_top5']:.2f} | "
-             f"{r['retrieval_top1']:.3f} / {r['retrieval_top5']:.3f} / {r['retrieval_top10']:.3f} "
-             f"({r['retrieval_top1_chance']:.3f} / {r['retrieval_top5_chance']:.3f} / {r['retrieval_top10_chance']:.3f}) | "
-             f"{r['fd_emoji']:.2f} | {r['seconds_per_image']:.3f} |" for r in rows if "retrieval_top1" in r]
-    return "\n".join([head, *lines])
+    return markdown(TEXT_COLUMNS, [r for r in rows if "retrieval_top1" in r])
 
 
 def tokenizer_table(rows: list[dict]) -> str:
-    head = ("| tokenizer | kind | tokens | held-out PSNR (dB) | PSNR by level (dB) | SSIM | rFD-emoji | "
-            "codebook usage | perplexity |\n|---|---|---|---|---|---|---|---|---|")
-    lines = [f"| {r['tokenizer']} | {r['kind']} | {r['tokens']} | {r['psnr']:.2f} | "
-             + (" · ".join(f"{k} {v:.1f}" for k, v in r["psnr_by_preview"].items()) if len(r["psnr_by_preview"]) > 1
-                else "—")
-             + f" | {r['ssim']:.3f} | {r['rfd_emoji']:.2f} | {r['codebook_usage']:.1%} | {r['perplexity']:.0f} |"
-             for r in rows]
-    return "\n".join([head, *lines])
+    return markdown(TOKENIZER_COLUMNS, rows)
 
 
 def update_cards(rows: list[dict], command: str, root: Path | None = None):

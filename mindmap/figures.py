@@ -1,0 +1,125 @@
+"""`mindmap figures`: every picture in the README, made by one command from the shipped models.
+
+- `compare.png`: each class model (rows) on the same classes and seeds (columns), at its defaults;
+- `decode-<paradigm>.gif`: one decoding run per paradigm, with its order, confidence and own view;
+- `importance.png`: an MQ tokenizer's importance maps and kept cells on held-out emoji;
+- `prompts.png`: a text model on held-out emoji names, beside the real emoji.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageDraw
+
+from .data.emoji import load_emoji
+from .frames import to_pil
+from .registry import list_models, list_tokenizers, load_pipeline, load_tokenizer
+from .viz import font, importance_map, kept_map, save_gif
+
+logger = logging.getLogger(__name__)
+
+CLASSES = ("face-smiling", "cat-face", "heart", "food-fruit", "animal-mammal", "transport-ground", "country-flag",
+           "sky & weather")
+GIF_CLASS = {"raster": "face-smiling", "masked": "food-fruit", "hybrid": "heart", "depth": "cat-face",
+             "mq": "transport-ground", "scale": "animal-mammal", "mar": "face-smiling"}
+
+
+def labelled_rows(rows: list[tuple[str, list[Image.Image]]], header: list[str] | None = None,
+                  label_width: int = 170) -> Image.Image:
+    """Rows of equal tiles with a label on the left (and column headers on top)."""
+    tile = rows[0][1][0]
+    pad, top = 4, (18 if header else 0)
+    cols = max(len(r[1]) for r in rows)
+    out = Image.new("RGB", (label_width + cols * (tile.width + pad), top + len(rows) * (tile.height + pad)), "white")
+    draw = ImageDraw.Draw(out)
+    for c, text in enumerate(header or []):
+        draw.text((label_width + c * (tile.width + pad), 2), text[:28], fill=(30, 30, 30), font=font(11))
+    for r, (label, tiles) in enumerate(rows):
+        y = top + r * (tile.height + pad)
+        draw.text((4, y + tile.height // 2 - 7), label, fill=(30, 30, 30), font=font(12))
+        for c, im in enumerate(tiles):
+            out.paste(im, (label_width + c * (tile.width + pad), y))
+    return out
+
+
+def compare(root, out: Path, seeds: int = 2, scale: int = 3) -> Path | None:
+    """Each class model at its defaults, on the same classes and seeds."""
+    rows = []
+    for entry in list_models(root):
+        if entry.manifest.get("conditioning", "class") != "class":
+            continue
+        pipe = load_pipeline(entry.name, root)
+        tiles = [to_pil(pipe(**{"class": c}, seed=s).image[0], scale) for c in CLASSES for s in range(seeds)]
+        rows.append((f"{entry.name}\n({entry.manifest['paradigm']})", tiles))
+    if not rows:
+        return None
+    labelled_rows(rows, [c if s == 0 else "" for c in CLASSES for s in range(seeds)]).save(out)
+    return out
+
+
+def gifs(root, folder: Path) -> list[Path]:
+    """One decoding GIF per paradigm (the first class model of each)."""
+    done, paths = set(), []
+    for entry in list_models(root):
+        paradigm = entry.manifest["paradigm"]
+        if paradigm in done or entry.manifest.get("conditioning", "class") != "class":
+            continue
+        done.add(paradigm)
+        pipe = load_pipeline(entry.name, root)
+        frames = list(pipe.stream(**{"class": GIF_CLASS.get(paradigm, pipe.classes[0])}, seed=1))
+        path = folder / f"decode-{paradigm}.gif"
+        save_gif(frames, path, size=160)
+        paths.append(path)
+    return paths
+
+
+def importance(root, out: Path, count: int = 10, scale: int = 4) -> Path | None:
+    """For an MQ tokenizer: held-out emoji, their importance maps, the cells kept at ratio 0.5, the rebuild."""
+    names = [n for n in list_tokenizers(root) if hasattr(load_tokenizer(n, root), "importance")]
+    if not names:
+        return None
+    tok = load_tokenizer(names[0], root)
+    data = load_emoji(tok.image_size)
+    held = [i for i, r in enumerate(data.records) if r["split"] == "heldout" and r["skin"] is None][::37][:count]
+    x = data.tensor(held)
+    codes = tok.encode(x, 0.5)
+    size = tok.image_size * scale
+    rows = [("held-out emoji", [to_pil(im, scale) for im in x]),
+            ("importance", [importance_map(s, size) for s in tok.importance(x)]),
+            ("kept at ratio 0.5", [kept_map(c >= 0, size) for c in codes]),
+            ("rebuilt from them", [to_pil(im, scale) for im in tok.decode(codes)])]
+    labelled_rows(rows, label_width=130).save(out)
+    return out
+
+
+def prompts(root, out: Path, count: int = 8, seeds: int = 3, scale: int = 3) -> Path | None:
+    """A text model on held-out emoji names: the real emoji, then generated images."""
+    texts = [e for e in list_models(root) if e.manifest.get("conditioning") == "text"]
+    if not texts:
+        return None
+    pipe = load_pipeline(texts[0].name, root)
+    data = load_emoji(pipe.manifest["image_size"])
+    rows, seen = [], set()
+    for i, r in enumerate(data.records):
+        if r["split"] != "heldout" or r["skin"] is not None or r["style"] != "twitter" or r["category"] in seen:
+            continue
+        if r["category"] == "Component":
+            continue
+        seen.add(r["category"])
+        made = pipe(prompt=r["name"], seed=0, batch=seeds).image
+        rows.append((r["name"][:24], [to_pil(data.tensor([i])[0], scale), *[to_pil(im, scale) for im in made]]))
+        if len(rows) == count:
+            break
+    labelled_rows(rows, ["real (held out)"] + [f"seed {s}" for s in range(seeds)]).save(out)
+    return out
+
+
+@torch.inference_mode()
+def make_figures(root=None, folder: Path = Path("assets")) -> list[str]:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    made = [compare(root, folder / "compare.png"), *gifs(root, folder), importance(root, folder / "importance.png"),
+            prompts(root, folder / "prompts.png")]
+    return [str(p) for p in made if p is not None]
