@@ -20,8 +20,8 @@ def _sync(pipe):
         torch.cuda.synchronize()
 
 
-def _time_run(pipe, batch: int, seed: int, values: dict) -> tuple[float, float, int]:
-    """(seconds for a whole run without previews, ms to the first preview of a streamed run, calls)."""
+def _time_run(pipe, batch: int, seed: int, values: dict):
+    """(seconds for a whole run without previews, ms to the first preview of a streamed run, final Frame)."""
     t0 = time.perf_counter()
     frame = pipe(batch=batch, seed=seed, **values)
     _sync(pipe)
@@ -32,7 +32,7 @@ def _time_run(pipe, batch: int, seed: int, values: dict) -> tuple[float, float, 
     _sync(pipe)
     first_ms = (time.perf_counter() - t0) * 1000
     stream.close()
-    return seconds, first_ms, frame.network_calls
+    return seconds, first_ms, frame
 
 
 def measure(pipe, batch: int, repeats: int, values: dict) -> dict:
@@ -41,9 +41,13 @@ def measure(pipe, batch: int, repeats: int, values: dict) -> dict:
     runs = [_time_run(pipe, batch, 1 + r, values) for r in range(repeats)]
     seconds = statistics.median(r[0] for r in runs)
     tokens = batch * pipe.cells
-    return {"controls": dict(values), "seconds": round(seconds, 4), "seconds_per_image": round(seconds / batch, 4),
-            "tokens_per_s": round(tokens / seconds, 2), "images_per_s": round(batch / seconds, 3),
-            "first_frame_ms": round(statistics.median(r[1] for r in runs), 2), "network_calls": runs[0][2]}
+    out = {"controls": dict(values), "seconds": round(seconds, 4), "seconds_per_image": round(seconds / batch, 4),
+           "tokens_per_s": round(tokens / seconds, 2), "images_per_s": round(batch / seconds, 3),
+           "first_frame_ms": round(statistics.median(r[1] for r in runs), 2), "network_calls": runs[0][2].network_calls}
+    if "timing" in runs[0][2].views:   # MAR: where the time goes, transformer against diffusion head
+        out["split_s"] = {k: round(statistics.median(r[2].views["timing"][k] for r in runs), 4)
+                          for k in runs[0][2].views["timing"]}
+    return out
 
 
 def bench_one(pipe, batch: int, repeats: int, controls: dict) -> dict:
@@ -81,14 +85,16 @@ def bench(model: str, batch: int = 1, repeats: int = 3, root=None, controls: dic
 
 def _row(name: str, r: dict, note: str = "") -> str:
     controls = ", ".join(f"{k}={v}" for k, v in r["controls"].items()) or "defaults"
+    split = r.get("split_s")
+    split = f"{split['transformer_s']:.3f} / {split['head_s']:.3f}" if split else "—"
     return (f"| {name} | {controls}{note} | {r['network_calls']} | {r['seconds_per_image']:.4f} | "
-            f"{r['images_per_s']:.2f} | {r['tokens_per_s']:.0f} | {r['first_frame_ms']:.1f} |")
+            f"{r['images_per_s']:.2f} | {r['tokens_per_s']:.0f} | {r['first_frame_ms']:.1f} | {split} |")
 
 
 def markdown_table(out: dict) -> str:
     """One bench run as a table: each model at its defaults, its naive baseline, the sweep."""
-    head = ("| model | controls | network calls | s/image | images/s | tokens/s | first preview (ms) |\n"
-            "|---|---|---|---|---|---|---|")
+    head = ("| model | controls | network calls | s/image | images/s | tokens/s | first preview (ms) | "
+            "transformer / head s (MAR) |\n|---|---|---|---|---|---|---|---|")
     rows = []
     for r in [out, *out.get("against", {}).values()]:
         rows.append(_row(r["model"], r))

@@ -63,7 +63,7 @@ def load_tokenizer(name: str, root: Path | None = None):
     return load_component(folder, manifest["components"]["tokenizer"], TOKENIZERS[kind])
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=16)
 def load_pipeline(name: str, root: Path | None = None, device: str | None = None) -> Pipeline:
     """Load (once) the pipeline of a named model."""
     return Pipeline.from_pretrained(find_model(name, root).folder, device=device)
