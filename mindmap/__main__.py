@@ -85,6 +85,11 @@ def _eval(args):
     else:
         raise ValueError("eval needs --model NAME, --tokenizer NAME|all or --all")
     table = report.generator_table(rows)
+    if args.tune:
+        if not args.model or not args.sweep:
+            raise ValueError("--tune needs --model NAME and --sweep CONTROL=V1,V2,...")
+        print(json.dumps({"defaults": report.write_tuned_default(rows, next(iter(rows[0]["controls"])), command,
+                                                                 args.root)}), file=sys.stderr)
     if args.write:
         report.update_cards(rows, command, args.root)
         if args.all:
@@ -194,6 +199,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--markdown", action="store_true", help="a results table")
     e.add_argument("--root", type=Path, default=None, help="checkpoints folder")
     e.add_argument("--sweep", help="one row per value, e.g. steps=4,8,16 (with --model)")
+    e.add_argument("--tune", action="store_true", help="with --model and --sweep: make the value with the lowest "
+                   "FD-emoji the model's default (its manifest and card say so)")
     e.add_argument("--write", type=Path, help="put the results in this README (between its markers), the model "
                    "cards and assets/quality_speed.png")
     add_sampling_flags(e)

@@ -50,3 +50,19 @@ def test_classifier_features_and_augment_shapes():
     assert clf.features(torch.rand(2, 3, 32, 32)).shape == (2, 256)   # other sizes are area-resized
     y = augment(x, torch.Generator().manual_seed(0))
     assert y.shape == x.shape and y.min() >= -1 and y.max() <= 1
+
+
+def test_tuned_default_is_the_lowest_fd_and_becomes_the_models_default(tmp_path):
+    from conftest import write_tiny_checkpoint
+
+    from mindmap.eval.report import write_tuned_default
+    from mindmap.pipeline import Pipeline
+    write_tiny_checkpoint(tmp_path / "tiny")
+    rows = [{"model": f"tiny cfg={c}", "controls": {"cfg": c}, "fd_emoji": fd, "paradigm": "raster", "params": 1e5,
+             "tokens": 64, "network_calls": 64, "seconds_per_image": 0.1, "fd_emoji_floor": 1.0, "class_top1": 0.1,
+             "class_top5": 0.2, "precision": 0.5, "recall": 0.5, "memorized": 0.0}
+            for c, fd in ((1.0, 9.0), (2.0, 4.0), (3.0, 6.0))]
+    assert write_tuned_default(rows, "cfg", "python -m mindmap eval ...", tmp_path) == {"cfg": 2.0}
+    pipe = Pipeline.from_pretrained(tmp_path / "tiny")
+    assert next(s for s in pipe.specs if s.name == "cfg").default == 2.0
+    assert "`cfg` = 2.0, the lowest FD-emoji" in (tmp_path / "tiny" / "README.md").read_text()

@@ -97,6 +97,26 @@ def update_cards(rows: list[dict], command: str, root: Path | None = None):
         manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
 
 
+TUNE_HEADING = "## Defaults"
+
+
+def write_tuned_default(rows: list[dict], control: str, command: str, root: Path | None = None) -> dict:
+    """Make the lowest-FD-emoji value of `control` among `rows` (one model's sweep) its default, and say so."""
+    best = min(rows, key=lambda r: r["fd_emoji"])
+    name = best["model"].split(" ")[0]
+    folder = Path(root or default_root()) / name
+    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest.setdefault("defaults", {})[control] = best["controls"][control]
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    card = folder / "README.md"
+    text = card.read_text() if card.exists() else f"# {name}\n"
+    head, _, rest = text.partition(f"\n{TUNE_HEADING}")
+    tail = rest[rest.find("\n## ", 1):] if "\n## " in rest[1:] else ""
+    card.write_text(f"{head.rstrip()}\n\n{TUNE_HEADING}\n`{control}` = {best['controls'][control]}, the lowest FD-emoji "
+                    f"of this sweep (`{command}`):\n\n{generator_table(rows)}\n{tail}")
+    return manifest["defaults"]
+
+
 def plot_quality_speed(rows: list[dict], path: Path):
     """FD-emoji against seconds per image, one labelled point per row; the real-data floor dashed."""
     import matplotlib

@@ -29,6 +29,9 @@ def compose_hybrid(out: Path, raster: Path, masked: Path) -> dict:
                          f"{r.get('paradigm')!r} and {m.get('paradigm')!r}")
     if r["classes"] != m["classes"]:
         raise ValueError(f"{raster.name} and {masked.name} have different class lists")
+    conditioning = r.get("conditioning", "class")
+    if m.get("conditioning", "class") != conditioning:
+        raise ValueError(f"{raster.name} and {masked.name} are conditioned differently (class vs text)")
     tok_r = load_component(raster, r["components"]["tokenizer"], VQTokenizer)
     tok_m = load_component(masked, m["components"]["tokenizer"], VQTokenizer)
     if not _same_weights(tok_r, tok_m):
@@ -39,11 +42,12 @@ def compose_hybrid(out: Path, raster: Path, masked: Path) -> dict:
         return os.path.relpath(folder / manifest["components"][role], out)
 
     n = tok_m.grid ** 2
-    manifest = {"kind": "generator", "paradigm": "hybrid", "conditioning": "class",
+    manifest = {"kind": "generator", "paradigm": "hybrid", "conditioning": conditioning,
                 "components": {"tokenizer": rel(masked, "tokenizer", m), "generator": rel(masked, "generator", m),
                                "raster": rel(raster, "generator", r)},
                 "parts": {"raster": raster.name, "masked": masked.name}, "image_size": m["image_size"],
-                "grid": m["grid"], "classes": m["classes"], "defaults": dict(m.get("defaults", {}))}
+                "grid": m["grid"], "classes": m["classes"], "defaults": dict(m.get("defaults", {})),
+                **({"example_prompts": m["example_prompts"]} if "example_prompts" in m else {})}
     write_manifest(out, manifest)
     write_card(out, f"{out.name}: AR then masked (MaskGIL's unified inference)",
                f"No weights of its own: the raster model `{raster.name}` decodes the first `prefix` of the "
