@@ -74,7 +74,6 @@ def load_models(root: Path) -> dict[str, dict]:
     return models
 
 
-MODELS = load_models(ROOT)
 def safe_tokenizers(root: Path) -> list[str]:
     try:
         return list_tokenizers(root)
@@ -83,16 +82,19 @@ def safe_tokenizers(root: Path) -> list[str]:
         return []
 
 
+MODELS = load_models(ROOT)
 TOKENIZER_NAMES = safe_tokenizers(ROOT)
 SAMPLES = load_samples(32)
 EXTRA = sorted({c for d in MODELS.values() for c in d["controls"]} - set(CORE) - NOT_IN_UI)
 ANY_SPEC = {name: spec for d in reversed(list(MODELS.values())) for name, spec in d["controls"].items()}
 UI_CONTROLS = CORE + tuple(EXTRA)  # later paradigms' controls get a widget and are appended to /generate
-# Where the sliders sit on the page (the /generate order above stays fixed): the paradigm's own levers first.
 # The picture particular to each paradigm (`viz.paradigm_view`), under the three maps.
 VIEWS = {"masked": "Schedule: cells committed per step", "hybrid": "Schedule: raster prefix, then masked steps",
          "depth": "Depth strip: the picture from its first 1, 2, ... codes per cell",
-         "mq": "Masked quantization: kept cells, and the importance map of the result"}
+         "mq": "Masked quantization: kept cells, and the importance map of the result",
+         "scale": "Scale pyramid: the picture after each scale (top) and that scale's codes (bottom)",
+         "mar": "Schedule: cells revealed per AR step (each drawn by the diffusion head)"}
+# Where the sliders sit on the page (the /generate order above stays fixed): the paradigm's own levers first.
 LAYOUT = ["depth", "mask_ratio", "prefix", "steps", "diffusion_steps", "schedule", "randomness", "cfg", "cfg_schedule",
           "temperature", "top_k", "top_p"]
 

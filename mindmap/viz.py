@@ -81,6 +81,8 @@ def panel(frame: Frame, index: int = 0, size: int = 192) -> Image.Image:
         strip = depth_strip(frame, index, (width - 2 * pad) // len(frame.views["depth_strip"]) - 8)
     elif "mask_ratio" in frame.views:
         strip = mq_view(frame, index, size)
+    elif "pyramid" in frame.views:
+        strip = pyramid_view(frame, index, (width - 2 * pad) // len(frame.views["scales"]) - 8)
     elif frame.schedule is not None:
         strip = schedule_plot(frame, width - 2 * pad, 110)
     out = Image.new("RGB", (width, size + title + 2 * pad + (strip.height + pad if strip else 0)), "white")
@@ -171,8 +173,8 @@ def kept_map(kept: torch.Tensor, size: int = 256) -> Image.Image:
 
 def titled_tiles(tiles: list[tuple[str, Image.Image]], pad: int = 8, title: int = 18) -> Image.Image:
     """Equal-size tiles side by side, each with its title above."""
-    size = tiles[0][1].width
-    out = Image.new("RGB", (len(tiles) * (size + pad) + pad, size + title + pad), "white")
+    size, height = tiles[0][1].width, max(t.height for _, t in tiles)
+    out = Image.new("RGB", (len(tiles) * (size + pad) + pad, height + title + pad), "white")
     draw = ImageDraw.Draw(out)
     for k, (name, tile) in enumerate(tiles):
         x = pad + k * (size + pad)
@@ -190,10 +192,30 @@ def mq_view(frame: Frame, index: int = 0, size: int = 160) -> Image.Image:
     return titled_tiles(tiles)
 
 
+def pyramid_view(frame: Frame, index: int = 0, size: int = 112, vocab_size: int = 4096) -> Image.Image:
+    """Next-scale: the picture after each scale so far (top) and that scale's code map (bottom)."""
+    scales = frame.views["scales"]
+    done = len(frame.views["pyramid"])
+    tiles = []
+    for k, s in enumerate(scales):
+        if k < done:
+            top = to_pil(frame.views["scale_images"][k][index]).resize((size, size), Image.Resampling.NEAREST)
+            bottom = token_map(frame.views["pyramid"][k][index], vocab_size, size)
+        else:
+            top = bottom = Image.new("RGB", (size, size), UNDECIDED)
+        both = Image.new("RGB", (size, 2 * size + 4), "white")
+        both.paste(top, (0, 0))
+        both.paste(bottom, (0, size + 4))
+        tiles.append((f"{s}x{s}", both))
+    return titled_tiles(tiles)
+
+
 def paradigm_view(frame: Frame, index: int = 0) -> Image.Image | None:
-    """The picture particular to a paradigm: depth strip, kept/importance maps, schedule; else None."""
+    """The picture particular to a paradigm: depth strip, kept/importance maps, scale pyramid, schedule."""
     if "depth_strip" in frame.views:
         return depth_strip(frame, index)
+    if "pyramid" in frame.views:
+        return pyramid_view(frame, index)
     if "mask_ratio" in frame.views:
         return mq_view(frame, index)
     if frame.schedule is not None:

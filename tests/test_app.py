@@ -34,6 +34,8 @@ def test_generate_streams_every_token(tiny_app):
     ("tiny-masked", {"steps": 6}, 6, "step 6/6** · 6 network calls"),
     ("tiny-hybrid", {"steps": 4, "prefix": 8}, 12, "step 12/12** · 12 network calls"),
     ("tiny-depth", {"depth": 2}, 64, "step 64/64** · 64 network calls"),
+    ("tiny-scale", {}, 7, "step 7/7** · 7 network calls"),
+    ("tiny-mar", {"steps": 5, "diffusion_steps": 3}, 5, "step 5/5** · 5 network calls"),
 ])
 def test_other_paradigms_stream_with_their_own_view(tiny_app, model, extra, updates_expected, stats_end):
     job = client(tiny_app).submit(**{**TINY, "model": model, **extra}, api_name="/generate")
@@ -41,8 +43,9 @@ def test_other_paradigms_stream_with_their_own_view(tiny_app, model, extra, upda
     assert len(updates) == updates_expected
     *_, view, stats = updates[-1]
     assert stats_end in stats
+    expected = {"tiny-depth": (2 * (160 + 8) + 8, 160 + 18 + 8), "tiny-scale": (7 * (112 + 8) + 8, 2 * 112 + 4 + 18 + 8)}
     with Image.open(view) as im:
-        assert im.size == ((900, 150) if "depth" not in extra else (2 * (160 + 8) + 8, 160 + 18 + 8))
+        assert im.size == expected.get(model, (900, 150))
 
 
 @pytest.mark.parametrize("bad, control", [({"cfg": 0.2}, "cfg"), ({"class_name": "not-a-class"}, "class"),
