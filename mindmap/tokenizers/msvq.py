@@ -94,6 +94,15 @@ class MSVQTokenizer(ConvTokenizer):
     def scales(self) -> tuple[int, ...]:
         return tuple(self.config.scales)
 
+    def latents(self, images: torch.Tensor) -> torch.Tensor:
+        """Pre-quantization vectors, RMS-normalised per cell: the residual codebook works at a fixed scale.
+
+        Without it the latents drift larger during training, the codebook chases them, and dead-code
+        restarts at the new scale set off jumps that diverge (seen in an earlier run of this tokenizer).
+        """
+        z = super().latents(images)
+        return z * torch.rsqrt(z.pow(2).mean(dim=1, keepdim=True) + 1e-6)
+
     @property
     def tokens(self) -> int:
         """Codes per image over the whole pyramid (1 + 4 + 9 + ... + grid^2)."""
