@@ -39,7 +39,7 @@ def _train(args):
         metrics = train_generator(args.out, tokenizer=args.tokenizer, paradigm=args.paradigm, steps=args.steps,
                                   batch=args.batch, lr=args.lr, preset=args.preset, dropout=args.dropout,
                                   flip=not args.no_flip, seed=args.seed, conditioning=args.conditioning,
-                                  run_dir=args.run_dir, cpu=args.cpu)
+                                  run_dir=args.run_dir, cpu=args.cpu, init=args.init)
     print(json.dumps(metrics))
 
 
@@ -158,6 +158,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--run-dir", type=Path, default=None, help="resume state (default runs/<out name>)")
     t.add_argument("--cpu", action="store_true", help="train on the CPU even if a GPU is present")
+    t.add_argument("--init", type=Path, help="generator: start from this checkpoint's matching weights (fine-tune)")
     t.set_defaults(func=_train)
 
     m = sub.add_parser("models", help="list the available models")

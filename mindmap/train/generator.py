@@ -178,7 +178,8 @@ def load_codes(tok_dir: Path, flip: bool, encode=token_codes):
 
 def train_generator(out: Path, tokenizer: Path, paradigm: str = "raster", steps: int = 4000, batch: int = 64,
                     lr: float = 1e-3, preset: str = "small", dropout: float = 0.1, flip: bool = True, seed: int = 0,
-                    conditioning: str = "class", run_dir: Path | None = None, cpu: bool = False) -> dict:
+                    conditioning: str = "class", run_dir: Path | None = None, cpu: bool = False,
+                    init: Path | None = None) -> dict:
     if paradigm not in GENERATORS:
         raise ValueError(f"paradigm must be one of {list(GENERATORS)}, got {paradigm!r}")
     recipe = GENERATORS[paradigm]
@@ -202,6 +203,7 @@ def train_generator(out: Path, tokenizer: Path, paradigm: str = "raster", steps:
     text = {"conditioning": "text"} if conditioning == "text" else {}
     model = recipe.model(num_classes=len(data.classes), grid=tok.grid, dropout=dropout, **alphabet, **text,
                          **recipe.extra(tok), **recipe.presets[preset])
+    warm = warm_start(model, Path(init), recipe.model) if init is not None else None
     conds = TextConditions(data.records, model) if text else ClassConditions(labels, model)
     trainer = Trainer(model, steps, lr, run_dir or Path("runs") / out.name, weight_decay=0.05, cpu=cpu)
     g = torch.Generator().manual_seed(seed + 1)
@@ -226,10 +228,28 @@ def train_generator(out: Path, tokenizer: Path, paradigm: str = "raster", steps:
                          "tokenizer_source": tok_dir.name, "image_size": tok.image_size, "grid": tok.grid,
                          "classes": data.classes, "metrics": metrics, **example_prompts(data, conditioning)})
     write_card(out, f"{out.name}: {recipe.title}" + (", text prompts" if text else ""),
-               card_summary(recipe, preset, metrics, tok, tok_dir, model, dropout, flip), command_line(), steps,
+               card_summary(recipe, preset, metrics, tok, tok_dir, model, dropout, flip)
+               + (f" Weights {warm}." if warm else ""), command_line(), steps,
                seconds, {f"held-out {recipe.metric}": metrics["heldout_ce"], f"train {recipe.metric} (same count)":
                          metrics["train_ce"], "parameters": metrics["params"]})
     return metrics
+
+
+def warm_start(model: torch.nn.Module, folder: Path, cls) -> str:
+    """Copy into `model` every tensor of `folder`'s generator with the same name and shape (fine-tuning).
+
+    A text model started from a class model keeps the class model's blocks and learns only what differs
+    (its prompt projection). Returns a line for the model card naming what was copied.
+    """
+    source = load_component(folder, "generator", cls).state_dict()
+    target = model.state_dict()
+    shared = {k: v for k, v in source.items() if k in target and target[k].shape == v.shape}
+    if not shared:
+        raise ValueError(f"{folder}: no weights of its generator fit this model (different paradigm or size?)")
+    model.load_state_dict({**target, **{k: v.float() for k, v in shared.items()}})
+    fresh = sorted({k.split(".")[0] for k in target if k not in shared})
+    return (f"initialised from `{folder.name}` ({len(shared)}/{len(target)} tensors; trained from scratch: "
+            f"{', '.join(fresh) or 'none'})")
 
 
 def example_prompts(data, conditioning: str, count: int = 8) -> dict:
