@@ -61,3 +61,30 @@ def test_generate_with_a_prompt_on_the_cli(tiny_root, tmp_path):
     assert out["prompt"] == "red apple" and out["network_calls"] == 64
     proc = cli(*base, "--prompt", "   ", "--out", tmp_path / "b.png", check=False)
     assert proc.returncode != 0 and "prompt must not be empty" in proc.stderr and not (tmp_path / "b.png").exists()
+
+
+def test_warm_start_copies_the_class_models_blocks_into_a_text_model(tiny_root):
+    from mindmap.checkpoint import load_component
+    from mindmap.generators.raster import RasterGPT
+    from mindmap.train.generator import warm_start
+
+    source = load_component(tiny_root / "tiny-raster", "generator", RasterGPT)
+    torch.manual_seed(1)
+    model = RasterGPT(**{**dict(source.config), "conditioning": "text"})
+    fresh = {k: v.clone() for k, v in model.state_dict().items()}
+    line = warm_start(model, tiny_root / "tiny-raster", RasterGPT, "raster")
+    src, now = source.state_dict(), model.state_dict()
+    copied = [k for k in now if k in src and src[k].shape == now[k].shape]
+    assert copied and all(torch.equal(now[k], src[k].float()) for k in copied)
+    untouched = [k for k in now if k not in copied]
+    assert untouched and all(torch.equal(now[k], fresh[k]) for k in untouched)   # the prompt side starts fresh
+    assert "tiny-raster" in line and f"{len(copied)}/{len(now)}" in line
+
+
+def test_warm_start_refuses_another_paradigms_checkpoint(tiny_root):
+    from mindmap.generators.scale import ScaleGPT
+    from mindmap.train.generator import warm_start
+    from conftest import tiny_raster
+
+    with pytest.raises(ValueError, match="a scale checkpoint cannot start a raster generator"):
+        warm_start(tiny_raster(), tiny_root / "tiny-scale", ScaleGPT, "raster")

@@ -203,7 +203,7 @@ def train_generator(out: Path, tokenizer: Path, paradigm: str = "raster", steps:
     text = {"conditioning": "text"} if conditioning == "text" else {}
     model = recipe.model(num_classes=len(data.classes), grid=tok.grid, dropout=dropout, **alphabet, **text,
                          **recipe.extra(tok), **recipe.presets[preset])
-    warm = warm_start(model, Path(init), recipe.model) if init is not None else None
+    warm = warm_start(model, Path(init), recipe.model, paradigm) if init is not None else None
     conds = TextConditions(data.records, model) if text else ClassConditions(labels, model)
     trainer = Trainer(model, steps, lr, run_dir or Path("runs") / out.name, weight_decay=0.05, cpu=cpu)
     g = torch.Generator().manual_seed(seed + 1)
@@ -235,12 +235,15 @@ def train_generator(out: Path, tokenizer: Path, paradigm: str = "raster", steps:
     return metrics
 
 
-def warm_start(model: torch.nn.Module, folder: Path, cls) -> str:
+def warm_start(model: torch.nn.Module, folder: Path, cls, paradigm: str) -> str:
     """Copy into `model` every tensor of `folder`'s generator with the same name and shape (fine-tuning).
 
     A text model started from a class model keeps the class model's blocks and learns only what differs
     (its prompt projection). Returns a line for the model card naming what was copied.
     """
+    found = read_manifest(folder).get("paradigm")
+    if found != paradigm:
+        raise ValueError(f"--init {folder}: a {found} checkpoint cannot start a {paradigm} generator")
     source = load_component(folder, "generator", cls).state_dict()
     target = model.state_dict()
     shared = {k: v for k, v in source.items() if k in target and target[k].shape == v.shape}
