@@ -35,6 +35,19 @@ def test_head_starts_at_zero_and_the_loss_trains_it():
     assert isinstance(noise_scheduler(), DDIMScheduler)
 
 
+@pytest.mark.parametrize("diffusion_steps", [1, 25, 250])
+def test_reverse_diffusion_stays_in_the_token_range(diffusion_steps):
+    # A head whose noise guess is off: with cosine betas alpha_bar(T) ~ 0, and sampling that starts at the
+    # last timestep without clipping divides that error by ~0 (tokens in the thousands, a blank image).
+    from mindmap.generators.mar import TOKEN_RANGE
+    from mindmap.samplers.mar import draw_tokens
+    model = tiny_mar()
+    torch.nn.init.normal_(model.head.out.weight, std=0.5)
+    g = torch.Generator().manual_seed(0)
+    x = draw_tokens(model, torch.randn(16, 64, generator=g), g, diffusion_steps, 1.0, 1.0, False)
+    assert torch.isfinite(x).all() and x.abs().max() <= TOKEN_RANGE + 1e-4 and x.std() > 0.05
+
+
 def test_revealed_cells_follow_the_cosine_schedule(mar_pipe):
     frames = list(mar_pipe.stream(seed=2, steps=6, diffusion_steps=3, cfg=2.0, batch=2))
     counts = commit_counts("cosine", 6, N)

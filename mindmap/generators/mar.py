@@ -24,11 +24,19 @@ PRESETS = {
 }
 
 
+TOKEN_RANGE = 6.0  # the KL tokens are scaled to unit std; held-out tokens stay within +-5.1
+
+
 def noise_scheduler(num_train_timesteps: int = 1000) -> DDIMScheduler:
-    """The diffusion process of the head: cosine betas, noise prediction (DDIM steps; eta=1 is DDPM-like)."""
+    """The diffusion process of the head: cosine betas, noise prediction (DDIM steps; eta=1 is DDPM-like).
+
+    With cosine betas the last training timestep has alpha_bar ~ 0, so the x0 recovered from a predicted
+    noise there is divided by ~0: sampling starts one stride earlier ("leading" spacing) and x0 is clipped
+    to the range of the unit-scaled tokens, otherwise the reverse process diverges.
+    """
     return DDIMScheduler(num_train_timesteps=num_train_timesteps, beta_schedule="squaredcos_cap_v2",
-                         prediction_type="epsilon", clip_sample=False, set_alpha_to_one=True,
-                         timestep_spacing="trailing")
+                         prediction_type="epsilon", clip_sample=True, clip_sample_range=TOKEN_RANGE,
+                         set_alpha_to_one=True, timestep_spacing="leading")
 
 
 class ResBlock(nn.Module):
