@@ -1,8 +1,8 @@
 """MINDmap web app: watch an autoregressive image model decode, token by token.
 
 `python app.py` serves on 127.0.0.1:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT override it); the
-models come from MINDMAP_CHECKPOINTS, else the shipped `checkpoints/`. This file is UI only: the
-pipeline validates every control and does all the sampling.
+models come from MINDMAP_CHECKPOINTS, else the shipped `checkpoints/`; the page opens on MINDMAP_MODEL, else
+`raster-emoji32`. This file is UI only: the pipeline validates every control and does all the sampling.
 
 API: `/generate` (model, class_name, seed, cfg, temperature, top_k, top_p, then the other paradigms'
 controls in sorted order: cfg_schedule, prefix, randomness, schedule, steps, ...) streams (image, order
@@ -83,6 +83,9 @@ def safe_tokenizers(root: Path) -> list[str]:
 
 
 MODELS = load_models(ROOT)
+# The model the page opens on: MINDMAP_MODEL, else the raster foundation model, else the first found.
+DEFAULT_MODEL = next((n for n in (os.environ.get("MINDMAP_MODEL"), "raster-emoji32") if n in MODELS),
+                     next(iter(MODELS), None))
 TOKENIZER_NAMES = safe_tokenizers(ROOT)
 SAMPLES = load_samples(32)
 EXTRA = sorted({c for d in MODELS.values() for c in d["controls"]} - set(CORE) - NOT_IN_UI)
@@ -305,7 +308,7 @@ def lab_tab():
 
 
 def build() -> gr.Blocks:
-    first = next(iter(MODELS), None)
+    first = DEFAULT_MODEL
     with gr.Blocks(title="MINDmap", analytics_enabled=False) as demo:
         gr.Markdown(f"# MINDmap\n{INTRO}")
         with gr.Tab("Generate"):
