@@ -96,6 +96,9 @@ def _eval(args):
             report.write_section(args.write, "RESULTS", f"Measured by `{command}` ({rows[0]['n']} samples per row, "
                                  "spread evenly over the 99 classes):\n\n" + table)
             report.plot_quality_speed(rows, Path(args.write).parent / "assets" / "quality_speed.png")
+            if any("tokenizer_psnr" in r for r in rows):
+                report.write_section(args.write, "MQ", f"Measured by `{command}` (the same rows as above):\n\n"
+                                     + report.mq_table(rows))
             if any("retrieval_top1" in r for r in rows):
                 report.write_section(args.write, "TEXT", f"Measured by `{command}` (one image per held-out emoji, "
                                      "prompted with its name):\n\n" + report.text_table(rows))

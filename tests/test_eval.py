@@ -66,3 +66,23 @@ def test_tuned_default_is_the_lowest_fd_and_becomes_the_models_default(tmp_path)
     pipe = Pipeline.from_pretrained(tmp_path / "tiny")
     assert next(s for s in pipe.specs if s.name == "cfg").default == 2.0
     assert "`cfg` = 2.0, the lowest FD-emoji" in (tmp_path / "tiny" / "README.md").read_text()
+
+
+def test_mq_trade_off_table_takes_the_tokenizer_psnr_at_one_mask_ratio():
+    from conftest import tiny_mq_tokenizer
+
+    from mindmap.eval.metrics import preview_psnr
+    from mindmap.eval.report import mq_table
+    tok = tiny_mq_tokenizer().eval()
+    x = torch.rand(3, 3, tok.image_size, tok.image_size, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    every = preview_psnr(tok, x)
+    for ratio in (0.25, 0.5):
+        one = preview_psnr(tok, x, ratios=(ratio,))
+        label = f"mask ratio {ratio:.2f}"
+        assert list(one) == [label] and abs(one[label] - every[label]) < 1e-4
+    row = {"model": "mq-x mask_ratio=0.5", "controls": {"mask_ratio": 0.5}, "tokenizer_psnr": 19.87, "tokens": 32,
+           "network_calls": 32, "seconds_per_image": 0.059, "fd_emoji": 49.26, "fd_emoji_floor": 34.29,
+           "class_top1": 0.16, "class_top5": 0.36}
+    table = mq_table([row, {"model": "raster-x", "controls": {}}])          # a row without the PSNR is not MQ
+    lines = table.splitlines()
+    assert len(lines) == 3 and lines[2].startswith("| mq-x | 0.5 | 19.87 | 32 | 32 | 0.059 | 49.26 (34.29) | 0.16 / 0.36 |")

@@ -34,13 +34,16 @@ def tokenizer_metrics(tokenizer, images: torch.Tensor, batch: int = 256) -> dict
 
 
 @torch.no_grad()
-def preview_psnr(tokenizer, images: torch.Tensor, batch: int = 256) -> dict[str, float]:
-    """Mean PSNR of each of the tokenizer's preview rows (every depth, mask ratio, scale...) by label."""
+def preview_psnr(tokenizer, images: torch.Tensor, batch: int = 256, **levels) -> dict[str, float]:
+    """Mean PSNR of each of the tokenizer's preview rows (every depth, mask ratio, scale...) by label.
+
+    `levels` go to `tokenizer.previews`, e.g. `ratios=(0.5,)` for one mask ratio of an MQ tokenizer.
+    """
     device = next(tokenizer.parameters()).device
     sums: dict[str, float] = {}
     for x in images.split(batch):
         x = x.to(device)
-        for label, recon, _ in tokenizer.previews(x):
+        for label, recon, _ in tokenizer.previews(x, **levels):
             sums[label] = sums.get(label, 0.0) + psnr(recon, x).sum().item()
     return {label: total / len(images) for label, total in sums.items()}
 

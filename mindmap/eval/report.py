@@ -64,6 +64,15 @@ TOKENIZER_COLUMNS = [
     ("perplexity", lambda r: f"{r['perplexity']:.0f}" if "perplexity" in r else "—"),
 ]
 
+# Masked quantization's trade-off in one table: per mask ratio, the tokenizer's ceiling and the generator's cost.
+MQ_COLUMNS = [
+    ("model", lambda r: r["model"].split(" ")[0]), ("mask ratio", lambda r: f"{r['controls'].get('mask_ratio', '—')}"),
+    ("tokenizer held-out PSNR (dB)", lambda r: f"{r['tokenizer_psnr']:.2f}"), ("tokens", lambda r: str(r["tokens"])),
+    ("network calls", lambda r: str(r["network_calls"])), ("s/image (CPU)", lambda r: f"{r['seconds_per_image']:.3f}"),
+    ("FD-emoji (floor)", lambda r: f"{r['fd_emoji']:.2f} ({r['fd_emoji_floor']:.2f})"),
+    ("class top-1 / top-5", lambda r: _pair(r["class_top1"], r["class_top5"])),
+]
+
 
 def generator_table(rows: list[dict]) -> str:
     return markdown(GENERATOR_COLUMNS, rows)
@@ -72,6 +81,11 @@ def generator_table(rows: list[dict]) -> str:
 def text_table(rows: list[dict]) -> str:
     """Text models: held-out prompts' subcategory agreement and retrieval of the prompt's real emoji."""
     return markdown(TEXT_COLUMNS, [r for r in rows if "retrieval_top1" in r])
+
+
+def mq_table(rows: list[dict]) -> str:
+    """MQ rows only (those with the tokenizer's PSNR at their mask ratio)."""
+    return markdown(MQ_COLUMNS, [r for r in rows if "tokenizer_psnr" in r])
 
 
 def tokenizer_table(rows: list[dict]) -> str:

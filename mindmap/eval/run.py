@@ -144,7 +144,7 @@ def eval_generator(name: str, n: int = 990, seed: int = 0, root: Path | None = N
         raise ValueError(f"--n must be an integer in [10, 20000], got {n}")
     controls = dict(controls or {})
     pipe = load_pipeline(name, root)
-    pipe.controls(**controls)  # refuse a bad control before sampling anything
+    resolved = pipe.controls(**controls)  # refuse a bad control before sampling anything
     data = load_emoji(pipe.manifest["image_size"])
     clf = load_classifier(root)
     text = pipe.conditioning == "text"
@@ -158,6 +158,10 @@ def eval_generator(name: str, n: int = 990, seed: int = 0, root: Path | None = N
     f_floor = embed(clf, training_floor(data, fake_labels, seed))[0]
     agree = topk_agreement(logits, fake_labels)
     memo = nearest_distances(fake, data.tensor(data.indices("train"))) < style_threshold(data)
+    # MQ: what the tokenizer itself keeps at this mask ratio (held-out PSNR), beside what the generator makes of it
+    kept = ({"tokenizer_psnr": next(iter(preview_psnr(pipe.tokenizer, data.tensor(data.indices("heldout")),
+                                                      ratios=(resolved.mask_ratio,)).values()))}
+            if pipe.manifest["paradigm"] == "mq" else {})
     return {"model": variant_name(name, controls), "paradigm": pipe.manifest["paradigm"], "controls": controls,
             "conditioning": pipe.conditioning, "n": len(fake),
             "params": sum(p.numel() for role, part in pipe.parts.items() if role != "tokenizer" for p in part.parameters()),
@@ -166,7 +170,7 @@ def eval_generator(name: str, n: int = 990, seed: int = 0, root: Path | None = N
             "class_top1": agree["top1"], "class_top5": agree["top5"],
             **precision_recall(f_held, f_fake), "memorized": memo.float().mean().item(),
             **(retrieval(f_fake, items, data, clf) if text else {}),
-            "seconds_per_image": sec_per_image, "network_calls": last.network_calls,
+            "seconds_per_image": sec_per_image, "network_calls": last.network_calls, **kept,
             "fid_inception": None, "fid_note": inception_fid_note()}
 
 
