@@ -154,13 +154,13 @@ def eval_generator(name: str, n: int = 990, seed: int = 0, root: Path | None = N
     else:
         fake, fake_labels, sec_per_image, last = sample_classes(pipe, n, seed, controls)
     f_fake, logits = embed(clf, fake)
-    f_held = embed(clf, data.tensor(data.indices("heldout")))[0]
+    held = data.tensor(data.indices("heldout"))
+    f_held = embed(clf, held)[0]
     f_floor = embed(clf, training_floor(data, fake_labels, seed))[0]
     agree = topk_agreement(logits, fake_labels)
     memo = nearest_distances(fake, data.tensor(data.indices("train"))) < style_threshold(data)
     # MQ: what the tokenizer itself keeps at this mask ratio (held-out PSNR), beside what the generator makes of it
-    kept = ({"tokenizer_psnr": next(iter(preview_psnr(pipe.tokenizer, data.tensor(data.indices("heldout")),
-                                                      ratios=(resolved.mask_ratio,)).values()))}
+    kept = ({"tokenizer_psnr": next(iter(preview_psnr(pipe.tokenizer, held, ratios=(resolved.mask_ratio,)).values()))}
             if pipe.manifest["paradigm"] == "mq" else {})
     return {"model": variant_name(name, controls), "paradigm": pipe.manifest["paradigm"], "controls": controls,
             "conditioning": pipe.conditioning, "n": len(fake),
