@@ -4,9 +4,13 @@
 models come from MINDMAP_CHECKPOINTS, else the shipped `checkpoints/`; the page opens on MINDMAP_MODEL, else
 `raster-emoji32`. This file is UI only: the pipeline validates every control and does all the sampling.
 
-API: `/generate` (model, class_name, seed, cfg, temperature, top_k, top_p, then the other paradigms'
-controls in sorted order: cfg_schedule, prefix, randomness, schedule, steps, ...) streams (image, order
-map, confidence map, schedule plot, stats); `/classes` (model) returns the model's class names.
+API (the same whatever checkpoints are installed; the parameters are the paradigms' control catalog):
+- `/generate(model, class_name, prompt, seed, <every sampling control>)`: every argument but `model` may
+  be left out (None = the model's default); one the model does not take is an error naming it. Streams
+  (image, decoding order, confidence, paradigm view or None, stats line) after every step.
+- `/models()`: every installed model with its paradigm and its controls (type, range, default).
+- `/classes(model)`: a class model's class names.
+- `/tokenize(tokenizer, sample, upload)`: the tokenizer lab's gallery.
 """
 from __future__ import annotations
 
@@ -16,30 +20,25 @@ import math
 import os
 import secrets
 from pathlib import Path
+from typing import NamedTuple
 
 import gradio as gr
 
 import torch.nn.functional as F
 
 from mindmap.checkpoint import CheckpointError, default_root
+from mindmap.controls import SAMPLER_ROLES
 from mindmap.data.samples import load_samples, load_user_image
 from mindmap.eval.metrics import psnr
 from mindmap.frames import to_pil
+from mindmap.paradigms import catalog, get
 from mindmap.registry import list_models, list_tokenizers, load_pipeline, load_tokenizer
-from mindmap.viz import confidence_map, importance_map, order_map, paradigm_view, token_map
+from mindmap.viz import confidence_map, importance_map, order_map, token_map
 
 logger = logging.getLogger("mindmap.app")
 
-ROOT = Path(os.environ.get("MINDMAP_CHECKPOINTS") or default_root())
 MIN_PX = 256                       # shown images are upscaled (nearest) to at least this size
-CORE = ("class", "seed", "cfg", "temperature", "top_k", "top_p")   # the /generate parameters, in order
 NOT_IN_UI = {"batch"}              # bounded work: one image per request
-LABELS = {"class": "Class", "seed": "Seed", "cfg": "Guidance (cfg)", "temperature": "Temperature",
-          "top_k": "Top-k (0 = all)", "top_p": "Top-p", "steps": "Sampling steps", "schedule": "Mask schedule",
-          "randomness": "Randomness (Gumbel on confidence)", "cfg_schedule": "Guidance schedule",
-          "prefix": "Raster prefix (cells)", "prompt": "Prompt", "mask_ratio": "Mask ratio",
-          "diffusion_steps": "Diffusion steps (per AR step)", "depth": "Code depth"}
-TERSE = {"seed", "cfg", "temperature", "top_k", "top_p", "randomness"}   # the label says enough: no help line
 INTRO = ("Watch an autoregressive image model decode a picture step by step: the image as it fills in, "
          "the **order** in which each cell was decided, and the model's **confidence** in every code it chose.")
 HOW_TO_READ = ("**How to read it.** Each step the model picks a code for one or more cells of the token grid "
@@ -58,6 +57,20 @@ CSS = """
 """
 
 
+class Outputs(NamedTuple):
+    """What /generate streams, by name; the same order for the components and for each update's values."""
+    image: object
+    order: object
+    confidence: object
+    view: object
+    stats: object
+
+
+def api_name(control: str) -> str:
+    """A control's parameter name in the API (`class` is a Python keyword)."""
+    return "class_name" if control == "class" else control
+
+
 def load_models(root: Path) -> dict[str, dict]:
     """name -> describe() of every generator under `root`; a broken folder is logged and skipped."""
     try:
@@ -69,7 +82,7 @@ def load_models(root: Path) -> dict[str, dict]:
     for entry in entries:
         try:
             models[entry.name] = entry.describe()
-        except (OSError, CheckpointError, KeyError) as e:
+        except (OSError, CheckpointError) as e:
             logger.warning("skipping %s: %s", entry.name, e)
     return models
 
@@ -82,99 +95,6 @@ def safe_tokenizers(root: Path) -> list[str]:
         return []
 
 
-MODELS = load_models(ROOT)
-# The model the page opens on: MINDMAP_MODEL, else the raster foundation model, else the first found.
-DEFAULT_MODEL = next((n for n in (os.environ.get("MINDMAP_MODEL"), "raster-emoji32") if n in MODELS),
-                     next(iter(MODELS), None))
-TOKENIZER_NAMES = safe_tokenizers(ROOT)
-SAMPLES = load_samples(32)
-EXTRA = sorted({c for d in MODELS.values() for c in d["controls"]} - set(CORE) - NOT_IN_UI)
-ANY_SPEC = {name: spec for d in reversed(list(MODELS.values())) for name, spec in d["controls"].items()}
-UI_CONTROLS = CORE + tuple(EXTRA)  # later paradigms' controls get a widget and are appended to /generate
-# The picture particular to each paradigm (`viz.paradigm_view`), under the three maps.
-VIEWS = {"masked": "Schedule: cells committed per step", "hybrid": "Schedule: raster prefix, then masked steps",
-         "depth": "Depth strip: the picture from its first 1, 2, ... codes per cell",
-         "mq": "Masked quantization: kept cells, and the importance map of the result",
-         "scale": "Scale pyramid: the picture after each scale (top) and that scale's codes (bottom)",
-         "mar": "Schedule: cells revealed per AR step (each drawn by the diffusion head)"}
-# Where the sliders sit on the page (the /generate order above stays fixed): the paradigm's own levers first.
-LAYOUT = ["depth", "mask_ratio", "prefix", "steps", "diffusion_steps", "schedule", "randomness", "cfg", "cfg_schedule",
-          "temperature", "top_k", "top_p"]
-
-
-def model_info(name: str | None) -> str:
-    d = MODELS.get(name)
-    if d is None:
-        return ""
-    n_classes = len(d["controls"].get("class", {}).get("choices", []))
-    return (f"paradigm **{d['paradigm']}** · {d['image_size']} px · {d['grid']}×{d['grid']} tokens"
-            + (f" · {n_classes} classes" if n_classes else " · text prompts"))
-
-
-def widget_props(name: str, spec: dict | None) -> dict:
-    """Constructor / update arguments of a control's widget; hidden when the model does not take it."""
-    if spec is None:
-        return {"visible": False}
-    info = None if name in TERSE else spec.get("help") or None
-    props = {"visible": True, "value": spec["default"], "info": info}
-    if spec["type"] == "choice":
-        return props | {"choices": spec["choices"]}
-    if spec["type"] == "text":
-        return props | {"max_length": spec["max_length"]}
-    return props | {"minimum": spec["min"], "maximum": spec["max"]}
-
-
-def make_widget(name: str, spec: dict | None):
-    """The widget of a control; `spec` is the first model's (None: it does not take it, so hidden).
-
-    The widget's kind and initial range come from a model that takes the control, so it is the right
-    widget (a dropdown for a choice) with a valid value when another model shows it.
-    """
-    shape = spec or ANY_SPEC.get(name)
-    props = widget_props(name, shape) | ({} if spec else {"visible": False})
-    label = LABELS.get(name, name.replace("_", " ").capitalize())
-    kind = shape["type"] if shape else ("choice" if name == "class" else "float")
-    if kind == "choice":
-        return gr.Dropdown(label=label, filterable=True, **props)
-    if kind == "text":
-        return gr.Textbox(label=label, lines=1, placeholder="e.g. red apple", **props)
-    if name == "seed":
-        return gr.Number(label=label, precision=0, scale=4, **props)
-    return gr.Slider(label=label, step=1 if kind == "int" else 0.01, **{"minimum": 0, "maximum": 1, **props})
-
-
-def on_model_change(name: str | None):
-    controls = MODELS.get(name, {}).get("controls", {})
-    updates = [gr.update(**widget_props(c, controls.get(c))) for c in UI_CONTROLS]
-    examples = MODELS.get(name, {}).get("examples", [])
-    return [model_info(name), *updates, gr.update(visible="seed" in controls), view_update(name),
-            gr.update(samples=[[p] for p in examples], visible=bool(examples))]
-
-
-def view_update(name: str | None) -> dict:
-    """The paradigm view's label and visibility for a model (hidden where the paradigm has none)."""
-    label = VIEWS.get(MODELS.get(name, {}).get("paradigm"))
-    return gr.update(visible=label is not None, label=label or "View", value=None)
-
-
-def random_seed(name: str | None) -> int:
-    """A fresh seed for the seed box (a UI convenience, not a sampling draw)."""
-    spec = MODELS.get(name, {}).get("controls", {}).get("seed", {"max": 2**31 - 1})
-    return secrets.randbelow(int(spec["max"]) + 1)
-
-
-def check_model(model) -> dict:
-    if model not in MODELS:
-        raise gr.Error(f"model must be one of: {', '.join(MODELS) or 'none found'}; got {model!r}")
-    return MODELS[model]
-
-
-def classes(model: str) -> list[str]:
-    """The class names a model is conditioned on."""
-    check_model(model)
-    return list(MODELS[model]["controls"].get("class", {}).get("choices", []))
-
-
 def stats_line(frame) -> str:
     decided = int((~frame.mask[0]).sum())
     rate = decided / frame.elapsed if frame.elapsed > 0 else 0.0
@@ -182,30 +102,166 @@ def stats_line(frame) -> str:
             f"{frame.elapsed:.2f} s · {rate:.0f} tokens/s")
 
 
-def render(frame):
+def render(frame, view) -> Outputs:
+    """One streamed Frame as the page shows it; `view` is the paradigm's own picture (None: it has none)."""
     scale = max(1, math.ceil(MIN_PX / frame.image.shape[-1]))
     image = frame.pil(0, scale)
     px = max(image.width, MIN_PX)
-    return image, order_map(frame, 0, px), confidence_map(frame, 0, px), paradigm_view(frame), stats_line(frame)
+    return Outputs(image, order_map(frame, 0, px), confidence_map(frame, 0, px),
+                   view.render(frame, 0, None) if view else None, stats_line(frame))
 
 
-def generate(model, class_name, seed, cfg, temperature, top_k, top_p, *extra):
-    """Stream (image, order map, confidence map, paradigm view or None, stats) after every step."""
-    takes = check_model(model)["controls"]
-    given = dict(zip(UI_CONTROLS, (class_name, seed, cfg, temperature, top_k, top_p, *extra)))
-    values = {k: v for k, v in given.items() if k in takes}
-    try:
-        pipe = load_pipeline(model, ROOT)
-        for frame in pipe.stream(preview_every=1, **values):
-            yield render(frame)
-    except (ValueError, CheckpointError) as e:  # a bad control or a broken checkpoint: say which
-        logger.info("rejected request: %s", e)
-        raise gr.Error(str(e)) from None
+class Studio:
+    """The app's state and handlers: the models and tokenizers under one checkpoints root."""
 
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.models = load_models(self.root)
+        self.tokenizers = safe_tokenizers(self.root)
+        self.samples = load_samples(32)
+        # One widget (and one API parameter) per control in the catalog: fixed by the code, not the checkpoints.
+        self.controls = [c for c in catalog() if c.name not in NOT_IN_UI]
 
-# /generate's parameters are named after the controls present, so API clients can pass them by keyword.
-generate.__signature__ = inspect.Signature(
-    [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in ("model", "class_name", *UI_CONTROLS[1:])])
+    def default_model(self) -> str | None:
+        """MINDMAP_MODEL, else the raster foundation model, else the first found."""
+        return next((n for n in (os.environ.get("MINDMAP_MODEL"), "raster-emoji32") if n in self.models),
+                    next(iter(self.models), None))
+
+    def takes(self, name: str | None) -> dict:
+        """A model's controls, name -> describe() (empty for no model)."""
+        return self.models.get(name, {}).get("controls", {})
+
+    def model_info(self, name: str | None) -> str:
+        d = self.models.get(name)
+        if d is None:
+            return ""
+        n_classes = len(d["controls"].get("class", {}).get("choices", []))
+        return (f"paradigm **{d['paradigm']}** · {d['image_size']} px · {d['grid']}×{d['grid']} tokens"
+                + (f" · {n_classes} classes" if n_classes else " · text prompts"))
+
+    def view_caption(self, name: str | None) -> str:
+        """The paradigm view's caption (empty where the paradigm has no view of its own)."""
+        d = self.models.get(name)
+        view = get(d["paradigm"]).view if d else None
+        return f"**{view.label}**" if view else ""
+
+    def check_model(self, model) -> dict:
+        if not isinstance(model, str) or model not in self.models:
+            raise gr.Error(f"model must be one of: {', '.join(self.models) or 'none found'}; got {model!r}")
+        return self.models[model]
+
+    def classes(self, model: str) -> list[str]:
+        """The class names a model is conditioned on."""
+        return list(self.check_model(model)["controls"].get("class", {}).get("choices", []))
+
+    def describe(self) -> list[dict]:
+        """Every installed model: name, paradigm, conditioning, image size, grid, controls with their ranges."""
+        return list(self.models.values())
+
+    def random_seed(self, name: str | None) -> int:
+        """A fresh seed for the seed box (a UI convenience, not a sampling draw)."""
+        spec = self.takes(name).get("seed", {"max": 2**31 - 1})
+        return secrets.randbelow(int(spec["max"]) + 1)
+
+    def generate(self, model, values: dict):
+        """Stream the rendered Frames of `model` at `values` (control name -> value; absent = the model's default)."""
+        self.check_model(model)
+        try:
+            pipe = load_pipeline(model, self.root)
+            for frame in pipe.stream(preview_every=1, **values):
+                yield render(frame, pipe.paradigm.view)
+        except (ValueError, CheckpointError) as e:  # a bad control or a broken checkpoint: say which
+            logger.info("rejected request: %s", e)
+            raise gr.Error(str(e)) from None
+
+    def ui_generate(self, model, *widget_values):
+        """The Generate button: the widgets of the controls this model takes (the others are hidden)."""
+        takes = self.check_model(model)["controls"]
+        values = {c.name: v for c, v in zip(self.controls, widget_values) if c.name in takes}
+        yield from self.generate(model, values)
+
+    def api_generate(self, model, *values):
+        """/generate: `values` in catalog order; each given (not None) goes to the model, which refuses one it
+        does not take."""
+        given = {c.name: v for c, v in zip(self.controls, values) if v is not None}
+        yield from self.generate(model, given)
+
+    def api_signature(self) -> inspect.Signature:
+        """/generate's parameters: `model`, then one per catalog control (None = the model's default)."""
+        kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+        return inspect.Signature([inspect.Parameter("model", kind)] +
+                                 [inspect.Parameter(api_name(c.name), kind, default=None) for c in self.controls])
+
+    # --- widgets ----------------------------------------------------------------------------------
+    def widget_props(self, control, spec: dict | None) -> dict:
+        """Constructor / update arguments of a control's widget; hidden when the model does not take it."""
+        if spec is None:
+            return {"visible": False}
+        props = {"visible": True, "value": spec["default"], "info": spec.get("help") or None}
+        if spec["type"] == "choice":
+            return props | {"choices": spec["choices"]}
+        if spec["type"] == "text":
+            return props | {"max_length": spec["max_length"]}
+        return props | {"minimum": spec["min"], "maximum": spec["max"]}
+
+    def make_widget(self, control, first: str | None):
+        """The widget of a control, shaped by the first model that takes it; hidden if `first` does not."""
+        spec = self.takes(first).get(control.name)
+        shape = spec or next((d["controls"][control.name] for d in self.models.values()
+                              if control.name in d["controls"]), None)
+        props = self.widget_props(control, shape) | ({} if spec else {"visible": False})
+        if control.kind == "choice":
+            return gr.Dropdown(label=control.label, filterable=True, **props)
+        if control.kind == "text":
+            return gr.Textbox(label=control.label, lines=1, placeholder="e.g. red apple", **props)
+        if control.name == "seed":
+            return gr.Number(label=control.label, precision=0, scale=4, **props)
+        return gr.Slider(label=control.label, step=1 if control.kind == "int" else 0.01,
+                         **{"minimum": 0, "maximum": 1, **props})
+
+    def on_model_change(self, name: str | None) -> dict:
+        """What changes on the page with the model, by part: info, each control's widget (by control name; shown,
+        re-ranged and reset to the model's default, or hidden), the seed dice, the view, its caption, the examples."""
+        takes = self.takes(name)
+        prompts = self.models.get(name, {}).get("examples", [])
+        return {"info": self.model_info(name),
+                "widgets": {c.name: gr.update(**self.widget_props(c, takes.get(c.name))) for c in self.controls},
+                "dice": gr.update(visible="seed" in takes),
+                "view": gr.update(visible=bool(self.view_caption(name)), value=None),
+                "caption": self.view_caption(name),
+                "examples": gr.update(samples=[[p] for p in prompts], visible=bool(prompts))}
+
+    # --- tokenizer lab ----------------------------------------------------------------------------
+    def tokenize(self, tokenizer: str, sample: str | None, upload: str | None):
+        """Tokenizer lab: the picture, then for each level (depth, ...) its reconstruction with PSNR and its codes."""
+        if not isinstance(tokenizer, str) or tokenizer not in self.tokenizers:
+            raise gr.Error(f"tokenizer must be one of: {', '.join(self.tokenizers) or 'none found'}; got {tokenizer!r}")
+        try:
+            tok = load_tokenizer(tokenizer, self.root)
+            size = tok.image_size
+            if upload:
+                image = load_user_image(upload, size)
+            elif isinstance(sample, str) and sample in self.samples:
+                image = F.interpolate(self.samples[sample][None], size=(size, size), mode="bilinear")[0]
+            else:
+                raise ValueError(f"sample must be one of the {len(self.samples)} held-out emoji, or upload a "
+                                 f"picture; got {sample!r}")
+        except (ValueError, CheckpointError) as e:
+            raise gr.Error(str(e)) from None
+        scale = max(1, math.ceil(MIN_PX / size))
+        items = [(to_pil(image, scale), "input")]
+        for label, recon, codes in tok.previews(image[None]):
+            score = psnr(recon, image[None]).item()
+            items.append((to_pil(recon[0], scale), f"{label} · PSNR {score:.1f} dB"))
+            if codes.is_floating_point():   # continuous tokens: no indices, show each cell's token norm
+                items.append((importance_map(codes[0] / codes[0].max().clamp_min(1e-8), size * scale),
+                              f"{label} · token norm"))
+            else:
+                items.append((token_map(codes[0], tok.vocab_size, size * scale), f"{label} · code indices"))
+        if hasattr(tok, "importance"):      # masked quantization: which cells the tokenizer keeps first
+            items.append((importance_map(tok.importance(image[None])[0], size * scale),
+                          "importance (yellow = kept first)"))
+        return items
 
 
 def view(label: str, elem_id: str, buttons: list | None = None, legend: str | None = None) -> gr.Image:
@@ -218,83 +274,86 @@ def view(label: str, elem_id: str, buttons: list | None = None, legend: str | No
     return img
 
 
-def controls_column(first: str | None):
-    """Model, class, seed, Generate/Stop, then the sampling sliders; widgets in UI_CONTROLS order."""
-    controls = MODELS.get(first, {}).get("controls", {})
-    model = gr.Dropdown([(f"{n}  ({d['paradigm']}{', text' if d['conditioning'] == 'text' else ''})", n)
-                         for n, d in MODELS.items()], value=first,
-                        label="Model", interactive=bool(MODELS))
-    info = gr.Markdown(model_info(first), elem_classes="info")
-    widgets = {"class": make_widget("class", controls.get("class"))}
-    if "prompt" in UI_CONTROLS:
-        widgets["prompt"] = make_widget("prompt", controls.get("prompt"))
-    examples = gr.Dataset(components=[widgets.get("prompt") or gr.Textbox(visible=False)], label="Example prompts "
-                          "(held-out emoji names)", samples=[[p] for p in MODELS.get(first, {}).get("examples", [])],
-                          visible=bool(MODELS.get(first, {}).get("examples")))
-    with gr.Row(equal_height=True):
-        widgets["seed"] = make_widget("seed", controls.get("seed"))
-        dice = gr.Button("Random", size="sm", scale=1, min_width=80, visible="seed" in controls)
-    with gr.Row():
-        run = gr.Button("Generate", variant="primary", scale=2, min_width=100, interactive=bool(MODELS))
-        stop = gr.Button("Stop", variant="stop", scale=1, min_width=80)
-    with gr.Group():
-        placed = [c for c in LAYOUT if c in UI_CONTROLS] + [c for c in UI_CONTROLS[2:] if c not in LAYOUT + ["prompt"]]
-        for name in placed:
-            widgets[name] = make_widget(name, controls.get(name))
-    return model, info, [widgets[c] for c in UI_CONTROLS], dice, run, stop, examples
+def generate_tab(studio: Studio, first: str | None):
+    gr.Markdown(f"### No model found\nThere is no generator checkpoint under `{studio.root}`. Train one "
+                "(`python -m mindmap train ...`) or point `MINDMAP_CHECKPOINTS` at a folder of models.",
+                visible=not studio.models)
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=330):
+            model = gr.Dropdown([(f"{n}  ({d['paradigm']}{', text' if d['conditioning'] == 'text' else ''})", n)
+                                 for n, d in studio.models.items()], value=first, label="Model",
+                                interactive=bool(studio.models))
+            info = gr.Markdown(studio.model_info(first), elem_classes="info")
+            widgets = {c: studio.make_widget(c, first) for c in studio.controls if c.role == "condition"}
+            prompt = next(w for c, w in widgets.items() if c.name == "prompt")
+            prompts = studio.models.get(first, {}).get("examples", [])
+            examples = gr.Dataset(components=[prompt], label="Example prompts (held-out emoji names)",
+                                  samples=[[p] for p in prompts], visible=bool(prompts))
+            with gr.Row(equal_height=True):
+                seed_control = next(c for c in studio.controls if c.name == "seed")
+                widgets[seed_control] = seed = studio.make_widget(seed_control, first)
+                dice = gr.Button("Random", size="sm", scale=1, min_width=80, visible="seed" in studio.takes(first))
+            with gr.Row():
+                run = gr.Button("Generate", variant="primary", scale=2, min_width=100, interactive=bool(studio.models))
+                stop = gr.Button("Stop", variant="stop", scale=1, min_width=80)
+            with gr.Group():
+                for c in studio.controls:
+                    if c.role in SAMPLER_ROLES:
+                        widgets[c] = studio.make_widget(c, first)
+        with gr.Column(scale=3):
+            with gr.Row():
+                image = view("Image", "decoded", ["download"], legend="grey = not decided yet")
+                order = view("Decoding order", "order", legend="dark = decided early, yellow = late")
+                conf = view("Confidence", "confidence", legend="dark = low probability, yellow = high")
+            paradigm_view = gr.Image(label="Paradigm view", format="png", height=190, interactive=False,
+                                     elem_id="paradigm-view", buttons=[], show_label=False,
+                                     visible=bool(studio.view_caption(first)))
+            caption = gr.Markdown(studio.view_caption(first), elem_classes="legend")
+            stats = gr.Markdown("Pick a class and press **Generate**.", elem_id="stats", label="Stats")
+            gr.Markdown(HOW_TO_READ, elem_classes="info")
+    outputs = Outputs(image, order, conf, paradigm_view, stats)
+    ordered = [widgets[c] for c in studio.controls]
+
+    parts = {"info": info, "dice": dice, "view": paradigm_view, "caption": caption, "examples": examples}
+
+    def on_model_change(name):
+        change = studio.on_model_change(name)
+        return {**{widgets[c]: change["widgets"][c.name] for c in studio.controls},
+                **{component: change[part] for part, component in parts.items()}}
+
+    model.change(on_model_change, model, [*parts.values(), *ordered], api_visibility="private")
+    examples.click(lambda sample: sample[0], examples, prompt, api_visibility="private")
+    dice.click(studio.random_seed, model, seed, api_visibility="private")
+    # One concurrency group for the button and the API: a model's KV cache serves one run at a time.
+    # preprocess=False: raw values go to the pipeline, whose errors name the control at fault.
+    event = run.click(studio.ui_generate, [model, *ordered], list(outputs), preprocess=False,
+                      concurrency_limit=1, concurrency_id="generate", api_visibility="private")
+    stop.click(None, cancels=[event])
+    # /generate: hidden inputs named after the catalog's controls, so its signature never depends on the models.
+    with gr.Column(visible=False):
+        api_model = gr.Textbox(value=None, label="model")
+        api_inputs = [gr.Textbox(value=None, label=api_name(c.name)) if c.kind in ("choice", "text")
+                      else gr.Number(value=None, label=api_name(c.name)) for c in studio.controls]
+        api_trigger = gr.Button("generate")
+
+    def generate(model, *values):
+        """Stream (image, decoding order, confidence, paradigm view or None, stats) after every step; every control
+        is optional (None = the model's default) and one the model does not take is an error naming it."""
+        yield from studio.api_generate(model, *values)
+
+    generate.__signature__ = studio.api_signature()
+    api_trigger.click(generate, [api_model, *api_inputs], list(outputs), api_name="generate", preprocess=False,
+                      concurrency_limit=1, concurrency_id="generate")
 
 
-def outputs_column(first: str | None):
-    with gr.Row():
-        image = view("Image", "decoded", ["download"], legend="grey = not decided yet")
-        order = view("Decoding order", "order", legend="dark = decided early, yellow = late")
-        conf = view("Confidence", "confidence", legend="dark = low probability, yellow = high")
-    extra = gr.Image(format="png", height=190, interactive=False, elem_id="paradigm-view", buttons=[],
-                     **{k: v for k, v in view_update(first).items() if k in ("label", "visible")})
-    stats = gr.Markdown("Pick a class and press **Generate**.", elem_id="stats")
-    gr.Markdown(HOW_TO_READ, elem_classes="info")
-    return image, order, conf, extra, stats
-
-
-def tokenize(tokenizer: str, sample: str | None, upload: str | None):
-    """Tokenizer lab: the picture, then for each level (depth, ...) its reconstruction with PSNR and its codes."""
-    if tokenizer not in TOKENIZER_NAMES:
-        raise gr.Error(f"tokenizer must be one of: {', '.join(TOKENIZER_NAMES) or 'none found'}; got {tokenizer!r}")
-    try:
-        tok = load_tokenizer(tokenizer, ROOT)
-        size = tok.image_size
-        if upload:
-            image = load_user_image(upload, size)
-        elif sample in SAMPLES:
-            image = F.interpolate(SAMPLES[sample][None], size=(size, size), mode="bilinear")[0]
-        else:
-            raise ValueError(f"sample must be one of the {len(SAMPLES)} held-out emoji, or upload a picture; "
-                             f"got {sample!r}")
-    except (ValueError, CheckpointError) as e:
-        raise gr.Error(str(e)) from None
-    scale = max(1, math.ceil(MIN_PX / size))
-    items = [(to_pil(image, scale), "input")]
-    for label, recon, codes in tok.previews(image[None]):
-        score = psnr(recon, image[None]).item()
-        items.append((to_pil(recon[0], scale), f"{label} · PSNR {score:.1f} dB"))
-        if codes.is_floating_point():   # continuous tokens: no indices, show each cell's token norm
-            items.append((importance_map(codes[0] / codes[0].max().clamp_min(1e-8), size * scale),
-                          f"{label} · token norm"))
-        else:
-            items.append((token_map(codes[0], tok.vocab_size, size * scale), f"{label} · code indices"))
-    if hasattr(tok, "importance"):      # masked quantization: which cells the tokenizer keeps first
-        items.append((importance_map(tok.importance(image[None])[0], size * scale), "importance (yellow = kept first)"))
-    return items
-
-
-def lab_tab():
+def lab_tab(studio: Studio):
     gr.Markdown("Pick a tokenizer and a held-out emoji (never seen in training), or upload a picture: see what "
                 "the generators actually model, the grid of code indices (one colour per code), and how well the "
                 "codes rebuild the picture at each level.", elem_classes="info")
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=330):
-            tokenizer = gr.Dropdown(TOKENIZER_NAMES, value=next(iter(TOKENIZER_NAMES), None), label="Tokenizer")
-            sample = gr.Dropdown(list(SAMPLES), value=next(iter(SAMPLES), None), label="Held-out emoji",
+            tokenizer = gr.Dropdown(studio.tokenizers, value=next(iter(studio.tokenizers), None), label="Tokenizer")
+            sample = gr.Dropdown(list(studio.samples), value=next(iter(studio.samples), None), label="Held-out emoji",
                                  filterable=True)
             # A File input: the upload reaches `load_user_image`, whose errors say what is wrong with it.
             upload = gr.File(label="...or upload a picture (PNG, JPEG, WebP, GIF, BMP; centre-cropped, resized)",
@@ -304,40 +363,36 @@ def lab_tab():
         with gr.Column(scale=3):
             gallery = gr.Gallery(label="Input, then reconstruction and codes per level", columns=4, height=620,
                                  object_fit="contain", elem_classes="pixelated")
-    go.click(tokenize, [tokenizer, sample, upload], gallery, api_name="tokenize")
+    go.click(studio.tokenize, [tokenizer, sample, upload], gallery, api_name="tokenize")
 
 
-def build() -> gr.Blocks:
-    first = DEFAULT_MODEL
+def build(root: Path | None = None) -> gr.Blocks:
+    """The page for the models under `root` (default: MINDMAP_CHECKPOINTS, else the shipped checkpoints)."""
+    studio = Studio(root or Path(os.environ.get("MINDMAP_CHECKPOINTS") or default_root()))
+    logger.info("checkpoints root %s: %s", studio.root, ", ".join(studio.models) or "no models")
+
+    def models() -> list[dict]:
+        """Every installed model with its paradigm and its controls (type, range, default, help)."""
+        return studio.describe()
+
+    def classes(model: str) -> list[str]:
+        """The class names a model is conditioned on."""
+        return studio.classes(model)
+
     with gr.Blocks(title="MINDmap", analytics_enabled=False) as demo:
         gr.Markdown(f"# MINDmap\n{INTRO}")
         with gr.Tab("Generate"):
-            if not MODELS:
-                gr.Markdown(f"### No model found\nThere is no generator checkpoint under `{ROOT}`. Train one "
-                            "(`python -m mindmap train ...`) or point `MINDMAP_CHECKPOINTS` at a folder of models.")
-            with gr.Row(equal_height=False):
-                with gr.Column(scale=1, min_width=330):
-                    model, info, widgets, dice, run, stop, examples = controls_column(first)
-                with gr.Column(scale=3):
-                    outputs = outputs_column(first)
+            generate_tab(studio, studio.default_model())
         with gr.Tab("Tokenizer lab"):
-            lab_tab()
-        model.change(on_model_change, model, [info, *widgets, dice, outputs[3], examples], api_visibility="private")
-        if "prompt" in UI_CONTROLS:   # a click on an example fills the prompt box
-            examples.click(lambda sample: sample[0], examples, widgets[UI_CONTROLS.index("prompt")],
-                           api_visibility="private")
-        dice.click(random_seed, model, widgets[1], api_visibility="private")
-        # preprocess=False: raw values go to the pipeline, whose errors name the control at fault.
-        event = run.click(generate, [model, *widgets], list(outputs), api_name="generate", preprocess=False,
-                          concurrency_limit=1)  # a model's KV cache serves one run at a time
-        stop.click(None, cancels=[event])
+            lab_tab(studio)
+        gr.api(models, api_name="models")
         gr.api(classes, api_name="classes")
+    demo.studio = studio
     return demo
 
 
 def main():
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    logger.info("checkpoints root %s: %s", ROOT, ", ".join(MODELS) or "no models")
     demo = build()
     demo.queue(max_size=20, default_concurrency_limit=2)
     theme = gr.themes.Soft(primary_hue="indigo", font=["ui-sans-serif", "system-ui", "sans-serif"],

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 from .cli_controls import add_sampling_flags, parse_sweep, sampling_values
+from .paradigms import PARADIGMS
+from .train.common import MIXED_PRECISION
 
 
 def _data(args):
@@ -24,11 +26,12 @@ def _train(args):
         from .train.tokenizer import train_tokenizer
         metrics = train_tokenizer(args.out, kind=args.kind, size=args.size, steps=args.steps, batch=args.batch,
                                   lr=args.lr, codebook_size=args.codebook_size, depth=args.depth, seed=args.seed,
-                                  run_dir=args.run_dir, cpu=args.cpu)
+                                  run_dir=args.run_dir, cpu=args.cpu, mixed_precision=args.mixed_precision)
     elif args.what == "classifier":
         from .train.classifier import train_classifier
         metrics = train_classifier(args.out, size=args.size, steps=args.steps, batch=args.batch, lr=args.lr,
-                                   seed=args.seed, run_dir=args.run_dir, cpu=args.cpu)
+                                   seed=args.seed, run_dir=args.run_dir, cpu=args.cpu,
+                                   mixed_precision=args.mixed_precision)
     elif args.what == "hybrid":
         from .train.hybrid import compose_hybrid
         if args.raster is None or args.masked is None:
@@ -39,7 +42,8 @@ def _train(args):
         metrics = train_generator(args.out, tokenizer=args.tokenizer, paradigm=args.paradigm, steps=args.steps,
                                   batch=args.batch, lr=args.lr, preset=args.preset, dropout=args.dropout,
                                   flip=not args.no_flip, seed=args.seed, conditioning=args.conditioning,
-                                  run_dir=args.run_dir, cpu=args.cpu, init=args.init)
+                                  run_dir=args.run_dir, cpu=args.cpu, init=args.init,
+                                  mixed_precision=args.mixed_precision)
     print(json.dumps(metrics))
 
 
@@ -150,9 +154,11 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--tokenizer", type=Path, help="tokenizer checkpoint folder (generator)")
     t.add_argument("--raster", type=Path, help="raster checkpoint folder (hybrid)")
     t.add_argument("--masked", type=Path, help="masked checkpoint folder (hybrid)")
-    t.add_argument("--paradigm", default="raster", help="generator: raster, masked, depth, mq or scale")
+    t.add_argument("--paradigm", default="raster", help="generator: " + ", ".join(
+        p.name for p in PARADIGMS.values() if p.recipe))
     t.add_argument("--preset", default="small", help="generator size preset")
-    t.add_argument("--conditioning", default="class", help="generator: class, or text (raster, masked)")
+    t.add_argument("--conditioning", default="class", help="generator: class, or text (" + ", ".join(
+        p.name for p in PARADIGMS.values() if p.text and p.recipe) + ")")
     t.add_argument("--dropout", type=float, default=0.1, help="residual dropout (generator)")
     t.add_argument("--no-flip", action="store_true", help="no horizontal-flip augmentation (generator)")
     t.add_argument("--steps", type=int, default=1500)
@@ -161,6 +167,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--run-dir", type=Path, default=None, help="resume state (default runs/<out name>)")
     t.add_argument("--cpu", action="store_true", help="train on the CPU even if a GPU is present")
+    t.add_argument("--mixed-precision", default="no", choices=MIXED_PRECISION,
+                   help="autocast the forward passes (bf16 on recent CPUs and GPUs, fp16 on GPUs)")
     t.add_argument("--init", type=Path, help="generator: start from this checkpoint's matching weights (fine-tune)")
     t.set_defaults(func=_train)
 

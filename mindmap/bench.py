@@ -1,6 +1,6 @@
 """`mindmap bench`: speed of the real sampler and of a naive one, measured in the same run.
 
-The naive baseline is each paradigm's own (`Paradigm.naive`): the raster sampler without its KV cache
+The naive baseline is each paradigm's own (`Paradigm.baseline`): the raster sampler without its KV cache
 (the whole prefix recomputed every step); masked decoding committing one cell per call. `--sweep`
 adds rows at other values of one control (e.g. masked steps 4, 8, 16) and `--against` measures
 other models at their defaults in the same run, so every ratio comes from one sitting.
@@ -53,8 +53,8 @@ def measure(pipe, batch: int, repeats: int, values: dict) -> dict:
 def bench_one(pipe, batch: int, repeats: int, controls: dict) -> dict:
     """The real sampler at `controls` and the paradigm's naive baseline, measured back to back."""
     real = measure(pipe, batch, repeats, controls)
-    naive = measure(pipe, batch, repeats, {**controls, **pipe.paradigm.naive(pipe)})
-    return {"model": pipe.name, "paradigm": pipe.manifest["paradigm"], **real, "baseline": naive,
+    naive = measure(pipe, batch, repeats, {**controls, **pipe.paradigm.baseline(pipe)})
+    return {"model": pipe.name, "paradigm": pipe.paradigm.name, **real, "baseline": naive,
             "speedup": round(naive["seconds"] / real["seconds"], 2)}
 
 

@@ -18,7 +18,6 @@ from pathlib import Path
 
 MANIFEST = "mindmap.json"
 WEIGHTS = "diffusion_pytorch_model.safetensors"
-PARADIGMS = ("raster", "masked", "hybrid", "depth", "mq", "scale", "mar")
 
 
 class CheckpointError(ValueError):
@@ -42,8 +41,6 @@ def read_manifest(folder: Path) -> dict:
     for key in ("kind", "components"):
         if key not in manifest:
             raise CheckpointError(f"{path}: no '{key}' entry")
-    if manifest["kind"] == "generator" and manifest.get("paradigm") not in PARADIGMS:
-        raise CheckpointError(f"{path}: paradigm must be one of {PARADIGMS}, got {manifest.get('paradigm')!r}")
     return manifest
 
 

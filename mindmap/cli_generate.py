@@ -31,9 +31,9 @@ def generate(args) -> dict:
     if args.frames is not None:
         Path(args.frames).mkdir(parents=True, exist_ok=True)
         for i, f in enumerate(frames):
-            panel(f).save(Path(args.frames) / f"frame_{i:03d}.png")
+            panel(f, view=pipe.paradigm.view).save(Path(args.frames) / f"frame_{i:03d}.png")
     if args.gif is not None:
-        save_gif(frames, args.gif)
+        save_gif(frames, args.gif, view=pipe.paradigm.view)
     return {"model": args.model, "class": controls.class_name, "prompt": controls.prompt, "seed": controls.seed,
             "seconds": round(seconds, 4),
             "network_calls": final.network_calls, "frames": len(frames), "out": str(args.out)}

@@ -1,31 +1,83 @@
-"""Controls: what a request may set, each with its range; one validated `Controls` per request.
+"""Controls: what a request may set. Each is declared once, here or in its paradigm's module.
 
-A bad value raises `ValueError` naming the control and what it accepts; the CLI prints it and exits
-non-zero, the app shows it as an error.
+A `Control` carries its name, kind, range, default, help and label. Fields that depend on the model
+(the vocabulary behind `top_k`, the grid behind `steps`, the class list) are functions of the model's
+`ModelFacts`, resolved by `bind`. A paradigm lists the controls its sampler takes, named exactly as
+the sampler's keyword arguments; the union over registered paradigms (`paradigms.catalog()`) gives
+the CLI flags and the app's API. A bad value raises `ValueError` naming the control and what it
+accepts; the CLI prints it and exits non-zero, the app shows it as an error.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 from .sampling import CFG_SCHEDULES, SCHEDULES
 from .text import MAX_PROMPT_CHARS, check_prompt
 
 MAX_SEED = 2**31 - 1
 MAX_BATCH = 16
+# Where a control sits: the condition (class or prompt), the request (seed, batch), a paradigm's own
+# lever (steps, depth, ...) or token sampling (cfg, temperature, ...). The last two go to the sampler.
+ROLES = ("condition", "request", "lever", "sampling")
+SAMPLER_ROLES = ("lever", "sampling")
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What a model's controls depend on, read from its manifest and its tokenizer's config (no weights)."""
+    manifest: dict
+    tokenizer: dict
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.manifest.get("classes") or [])
+
+    @property
+    def example_prompts(self) -> list[str]:
+        return list(self.manifest.get("example_prompts") or [])
+
+    @property
+    def grid(self) -> int:
+        size = self.tokenizer.get("image_size") or self.tokenizer["sample_size"]      # sample_size: AutoencoderKL
+        return size // 2 ** (len(self.tokenizer["block_out_channels"]) - 1)
+
+    @property
+    def cells(self) -> int:
+        return self.grid ** 2
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer["codebook_size"]
+
+    @property
+    def depth(self) -> int:
+        return self.tokenizer["depth"]
+
+    @property
+    def mask_ratios(self) -> tuple[float, float]:
+        return self.tokenizer["min_mask_ratio"], self.tokenizer["max_mask_ratio"]
 
 
 @dataclass(frozen=True)
 class Control:
     name: str
     kind: str                      # "int" | "float" | "choice" | "text"
-    default: Any
-    min: float | None = None
-    max: float | None = None
-    choices: tuple | None = None
+    default: Any                   # a value, or a function of ModelFacts
+    min: Any = None
+    max: Any = None
+    choices: Any = None            # a tuple, or a function of ModelFacts
     help: str = ""
+    label: str = ""
+    role: str = "sampling"         # one of ROLES
+
+    def bind(self, facts: ModelFacts) -> "Control":
+        """This control for one model: every field given as a function of its facts, resolved."""
+        resolved = {f: getattr(self, f)(facts) for f in ("default", "min", "max", "choices")
+                    if callable(getattr(self, f))}
+        return dataclasses.replace(self, **resolved) if resolved else self
 
     def allowed(self) -> str:
         if self.kind == "text":
@@ -68,63 +120,57 @@ class Control:
             d.update(min=self.min, max=self.max)
         return d
 
+    @property
+    def flag(self) -> str:
+        """The command-line flag (`top_k` -> `--top-k`)."""
+        return "--" + self.name.replace("_", "-")
 
-def class_control(classes: list[str]) -> Control:
-    return Control("class", "choice", classes[0], choices=tuple(classes), help="emoji subcategory")
-
-
-def prompt_control(default: str) -> Control:
-    return Control("prompt", "text", default, help="what to draw, in words (an emoji's name works best)")
-
-
-def common_controls() -> list[Control]:
-    return [Control("seed", "int", 0, 0, MAX_SEED, help="same seed, same image (on one device)"),
-            Control("batch", "int", 1, 1, MAX_BATCH, help="images per request")]
+    @property
+    def python_type(self) -> Callable:
+        return {"int": int, "float": float}.get(self.kind, str)
 
 
-def token_sampling_controls(vocab_size: int, cfg: float = 3.0) -> list[Control]:
-    """The controls of any sampler that draws codes from logits."""
-    return [Control("cfg", "float", cfg, 1.0, 10.0, help="classifier-free guidance scale (1 = off)"),
-            Control("temperature", "float", 1.0, 0.05, 3.0, help="softmax temperature"),
-            Control("top_k", "int", 0, 0, vocab_size, help="keep the k most likely codes (0 = all)"),
-            Control("top_p", "float", 1.0, 0.01, 1.0, help="nucleus: smallest set with this mass")]
+def _mask_ratio_default(facts: ModelFacts) -> float:
+    lo, hi = facts.mask_ratios
+    return min(max(0.5, lo), hi)
 
 
-def parallel_controls(n_cells: int, steps: int = 8) -> list[Control]:
-    """The controls of confidence-ordered parallel decoding (MaskGIT)."""
-    return [Control("steps", "int", min(steps, n_cells), 1, n_cells, help="decoding steps (network calls)"),
-            Control("schedule", "choice", "cosine", choices=SCHEDULES, help="share of cells still masked per step"),
-            Control("randomness", "float", 4.5, 0.0, 20.0,
-                    help="Gumbel noise on the confidence ranking, annealed to 0 (MaskGIT's choice temperature)"),
-            cfg_schedule_control()]
+# --- the condition and the request: every model takes one condition, a seed and a batch ----------------
+CLASS = Control("class", "choice", lambda m: m.classes[0], choices=lambda m: tuple(m.classes),
+                help="emoji subcategory", label="Class", role="condition")
+PROMPT = Control("prompt", "text", lambda m: (m.example_prompts or ["grinning face"])[0],
+                 help="what to draw, in words (an emoji's name works best)", label="Prompt", role="condition")
+SEED = Control("seed", "int", 0, 0, MAX_SEED, help="same seed, same image (on one device)", label="Seed",
+               role="request")
+BATCH = Control("batch", "int", 1, 1, MAX_BATCH, help="images per request", label="Batch", role="request")
 
+# --- drawing codes from logits --------------------------------------------------------------------------
+CFG = Control("cfg", "float", 3.0, 1.0, 10.0, help="classifier-free guidance scale (1 = off)", label="Guidance (cfg)")
+CFG_SCHEDULE = Control("cfg_schedule", "choice", "linear", choices=CFG_SCHEDULES, label="Guidance schedule",
+                       help="guidance constant, or ramped from none at the first step to cfg at the last")
+TEMPERATURE = Control("temperature", "float", 1.0, 0.05, 3.0, help="softmax temperature", label="Temperature")
+TOP_K = Control("top_k", "int", 0, 0, lambda m: m.vocab_size, help="keep the k most likely codes (0 = all)",
+                label="Top-k (0 = all)")
+TOP_P = Control("top_p", "float", 1.0, 0.01, 1.0, help="nucleus: smallest set with this mass", label="Top-p")
+TOKEN_SAMPLING = (CFG, TEMPERATURE, TOP_K, TOP_P)
 
-def cfg_schedule_control() -> Control:
-    return Control("cfg_schedule", "choice", "linear", choices=CFG_SCHEDULES,
-                   help="guidance constant, or ramped from none at the first step to cfg at the last")
-
-
-def prefix_control(n_cells: int, default: int) -> Control:
-    return Control("prefix", "int", default, 0, n_cells,
-                   help="cells decoded in raster order first (0 = pure masked, all = pure raster)")
-
-
-def depth_control(depth: int) -> Control:
-    return Control("depth", "int", depth, 1, depth, help="residual codes sampled and decoded per cell (coarse to fine)")
-
-
-def mask_ratio_control(lo: float, hi: float, default: float = 0.5) -> Control:
-    return Control("mask_ratio", "float", min(max(default, lo), hi), lo, hi,
-                   help="share of the cells masked out (and rebuilt by the decoder): fewer pairs, faster")
-
-
-def mar_controls(n_cells: int, steps: int = 16, diffusion_steps: int = 25) -> list[Control]:
-    """MAR's own levers: AR steps (transformer calls) against diffusion steps (head calls per step)."""
-    return [Control("cfg", "float", 3.0, 1.0, 10.0, help="classifier-free guidance scale on the head's noise (1 = off)"),
-            cfg_schedule_control(),
-            Control("temperature", "float", 1.0, 0.05, 3.0, help="scale of the diffusion sampling noise"),
-            Control("steps", "int", min(steps, n_cells), 1, n_cells, help="AR steps (transformer calls), cosine"),
-            Control("diffusion_steps", "int", diffusion_steps, 1, 250, help="DDIM steps of the head per AR step")]
+# --- the paradigms' own levers --------------------------------------------------------------------------
+STEPS = Control("steps", "int", lambda m: min(8, m.cells), 1, lambda m: m.cells, label="Sampling steps",
+                help="decoding steps (network calls)", role="lever")
+SCHEDULE = Control("schedule", "choice", "cosine", choices=SCHEDULES, label="Mask schedule",
+                   help="share of cells still masked per step", role="lever")
+RANDOMNESS = Control("randomness", "float", 4.5, 0.0, 20.0, label="Randomness (Gumbel on confidence)", role="lever",
+                     help="Gumbel noise on the confidence ranking, annealed to 0 (MaskGIT's choice temperature)")
+PARALLEL = (STEPS, SCHEDULE, RANDOMNESS, CFG_SCHEDULE)          # confidence-ordered parallel decoding (MaskGIT)
+PREFIX = Control("prefix", "int", lambda m: m.cells // 4, 0, lambda m: m.cells, label="Raster prefix (cells)",
+                 help="cells decoded in raster order first (0 = pure masked, all = pure raster)", role="lever")
+DEPTH = Control("depth", "int", lambda m: m.depth, 1, lambda m: m.depth, label="Code depth", role="lever",
+                help="residual codes sampled and decoded per cell (coarse to fine)")
+MASK_RATIO = Control("mask_ratio", "float", _mask_ratio_default, lambda m: m.mask_ratios[0], lambda m: m.mask_ratios[1],
+                     label="Mask ratio", role="lever",
+                     help="share of the cells masked out (and rebuilt by the decoder): fewer pairs, faster")
+DIFFUSION_STEPS = Control("diffusion_steps", "int", 25, 1, 250, label="Diffusion steps (per AR step)", role="lever",
+                          help="DDIM steps of the head per AR step")
 
 
 def with_defaults(specs: list[Control], defaults: dict) -> list[Control]:
@@ -137,36 +183,38 @@ def with_defaults(specs: list[Control], defaults: dict) -> list[Control]:
 
 
 @dataclass(frozen=True)
-class Controls:
-    """One request, validated. Fields a paradigm does not use stay None."""
-    class_name: str | None = None
-    label: int | None = None
-    prompt: str | None = None
-    seed: int = 0
-    batch: int = 1
-    cfg: float | None = None
-    temperature: float | None = None
-    top_k: int | None = None
-    top_p: float | None = None
-    steps: int | None = None
-    schedule: str | None = None
-    randomness: float | None = None
-    cfg_schedule: str | None = None
-    prefix: int | None = None
-    depth: int | None = None
-    mask_ratio: float | None = None
-    diffusion_steps: int | None = None
+class Request:
+    """One request, validated against a model's controls: every control's value, defaults filled in."""
+    values: dict
+    roles: dict                    # control name -> its role
 
     @classmethod
-    def resolve(cls, specs: list[Control], values: dict, classes: list[str] | None = None) -> "Controls":
-        """Validate `values` (None = default) against `specs`; unknown names raise."""
+    def resolve(cls, specs: list[Control], values: dict) -> "Request":
+        """Validate `values` (None = the model's default) against `specs`; a control the model does not take raises."""
         known = {s.name: s for s in specs}
         unknown = sorted(set(values) - set(known))
         if unknown:
-            raise ValueError(f"unknown control {unknown[0]!r}; this model takes: {', '.join(known)}")
-        out = {name: spec.validate(values.get(name)) for name, spec in known.items()}
-        if "class" in out:
-            out["class_name"] = out.pop("class")
-            out["label"] = classes.index(out["class_name"])
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in out.items() if k in names})
+            raise ValueError(f"unknown control {unknown[0]!r} for this model; it takes: {', '.join(known)}")
+        return cls({name: spec.validate(values.get(name)) for name, spec in known.items()},
+                   {name: spec.role for name, spec in known.items()})
+
+    @property
+    def seed(self) -> int:
+        return self.values["seed"]
+
+    @property
+    def batch(self) -> int:
+        return self.values["batch"]
+
+    @property
+    def class_name(self) -> str | None:
+        return self.values.get("class")
+
+    @property
+    def prompt(self) -> str | None:
+        return self.values.get("prompt")
+
+    @property
+    def sampling(self) -> dict:
+        """The sampler's keyword arguments: the paradigm's levers and its token-sampling controls."""
+        return {k: v for k, v in self.values.items() if self.roles[k] in SAMPLER_ROLES}

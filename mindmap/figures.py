@@ -22,8 +22,6 @@ logger = logging.getLogger(__name__)
 
 CLASSES = ("face-smiling", "cat-face", "heart", "food-fruit", "animal-mammal", "transport-ground", "country-flag",
            "sky & weather")
-GIF_CLASS = {"raster": "face-smiling", "masked": "food-fruit", "hybrid": "heart", "depth": "cat-face",
-             "mq": "transport-ground", "scale": "animal-mammal", "mar": "face-smiling"}
 
 
 def labelled_rows(rows: list[tuple[str, list[Image.Image]]], header: list[str] | None = None,
@@ -60,7 +58,7 @@ def compare(root, out: Path, seeds: int = 2, scale: int = 3) -> Path | None:
 
 
 def gifs(root, folder: Path) -> list[Path]:
-    """One decoding GIF per paradigm (the first class model of each)."""
+    """One decoding GIF per paradigm (the first class model of each), with the paradigm's own view."""
     done, paths = set(), []
     for entry in list_models(root):
         paradigm = entry.manifest["paradigm"]
@@ -68,9 +66,10 @@ def gifs(root, folder: Path) -> list[Path]:
             continue
         done.add(paradigm)
         pipe = load_pipeline(entry.name, root)
-        frames = list(pipe.stream(**{"class": GIF_CLASS.get(paradigm, pipe.classes[0])}, seed=1))
+        demo = pipe.paradigm.demo_class
+        frames = list(pipe.stream(**{"class": demo if demo in pipe.classes else pipe.classes[0]}, seed=1))
         path = folder / f"decode-{paradigm}.gif"
-        save_gif(frames, path, size=160)
+        save_gif(frames, path, size=160, view=pipe.paradigm.view)
         paths.append(path)
     return paths
 

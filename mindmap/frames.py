@@ -31,13 +31,9 @@ class Frame:
         return to_pil(self.image[index], scale)
 
 
-def codes_per_image(frame: Frame) -> int:
-    """How many codes the sampler drew for one image: all depths, the whole pyramid, or the kept cells."""
-    if "codes" in frame.views:                      # residual depth: (B, g, g, depth)
-        return frame.views["codes"][0].numel()
-    if "pyramid" in frame.views:                    # next-scale: every scale's map
-        return sum(c[0].numel() for c in frame.views["pyramid"])
-    return int((~frame.mask[0]).sum())              # one code per decided cell (MQ: the kept ones)
+def decided_cells(frame: Frame) -> int:
+    """Codes drawn for image 0 when each decided cell holds one (a paradigm with more says so itself)."""
+    return int((~frame.mask[0]).sum())
 
 
 def to_pil(image: torch.Tensor, scale: int = 1) -> Image.Image:

@@ -69,22 +69,14 @@ def token_map(tokens: torch.Tensor, vocab_size: int, size: int = 256) -> Image.I
     return _upscale(rgb.astype(np.uint8), size)
 
 
-def panel(frame: Frame, index: int = 0, size: int = 192) -> Image.Image:
-    """Image | order | confidence side by side, titled, with the step counter; parallel samplers add
-    their schedule underneath."""
+def panel(frame: Frame, index: int = 0, size: int = 192, view=None) -> Image.Image:
+    """Image | order | confidence side by side, titled, with the step counter; the paradigm's own `view`
+    (a `paradigms.View`, None: nothing) underneath, fitted to the panel's width."""
     tiles = [("image", frame.pil(index).resize((size, size), Image.Resampling.NEAREST)),
              ("order", order_map(frame, index, size)), ("confidence", confidence_map(frame, index, size))]
     pad, title = 6, 16
     width = len(tiles) * (size + pad) + pad
-    strip = None
-    if "depth_strip" in frame.views:
-        strip = depth_strip(frame, index, (width - 2 * pad) // len(frame.views["depth_strip"]) - 8)
-    elif "mask_ratio" in frame.views:
-        strip = mq_view(frame, index, size)
-    elif "pyramid" in frame.views:
-        strip = pyramid_view(frame, index, (width - 2 * pad) // len(frame.views["scales"]) - 8)
-    elif frame.schedule is not None:
-        strip = schedule_plot(frame, width - 2 * pad, 110)
+    strip = view.render(frame, index, width - 2 * pad) if view is not None else None
     out = Image.new("RGB", (width, size + title + 2 * pad + (strip.height + pad if strip else 0)), "white")
     draw = ImageDraw.Draw(out)
     for k, (name, tile) in enumerate(tiles):
@@ -97,9 +89,10 @@ def panel(frame: Frame, index: int = 0, size: int = 192) -> Image.Image:
     return out
 
 
-def save_gif(frames: Iterable[Frame], path: Path, index: int = 0, size: int = 192, ms: int = 120, hold_ms: int = 1500):
-    """Animated GIF of a run's panels; the last frame is held."""
-    images = [panel(f, index, size) for f in frames]
+def save_gif(frames: Iterable[Frame], path: Path, index: int = 0, size: int = 192, ms: int = 120, hold_ms: int = 1500,
+             view=None):
+    """Animated GIF of a run's panels (with the paradigm's `view`); the last frame is held."""
+    images = [panel(f, index, size, view) for f in frames]
     if not images:
         raise ValueError("no frames to write")
     durations = [ms] * (len(images) - 1) + [hold_ms]
@@ -152,9 +145,16 @@ def schedule_plot(frame: Frame, width: int = 720, height: int = 150) -> Image.Im
     return out
 
 
-def depth_strip(frame: Frame, index: int = 0, size: int = 160) -> Image.Image:
-    """The image decoded from its first 1, 2, ..., D codes per cell, side by side (`views["depth_strip"]`)."""
+def schedule_view(frame: Frame, index: int = 0, width: int | None = None) -> Image.Image:
+    """The schedule plot as a paradigm view: 900 x 150 in the app, `width` x 110 under a panel."""
+    return schedule_plot(frame, 900, 150) if width is None else schedule_plot(frame, width, 110)
+
+
+def depth_strip(frame: Frame, index: int = 0, width: int | None = None) -> Image.Image:
+    """The image decoded from its first 1, 2, ..., D codes per cell, side by side (`views["depth_strip"]`):
+    160 px tiles, or as many as fit `width`."""
     images = frame.views["depth_strip"]
+    size = 160 if width is None else width // len(images) - 8
     return titled_tiles([(f"depth {d + 1}" + (" (all codes)" if d == len(images) - 1 else ""),
                           to_pil(img[index]).resize((size, size), Image.Resampling.NEAREST))
                          for d, img in enumerate(images)])
@@ -183,8 +183,10 @@ def titled_tiles(tiles: list[tuple[str, Image.Image]], pad: int = 8, title: int 
     return out
 
 
-def mq_view(frame: Frame, index: int = 0, size: int = 160) -> Image.Image:
-    """Masked quantization: the cells kept so far; at the end, what the MQ encoder finds important."""
+def mq_view(frame: Frame, index: int = 0, width: int | None = None) -> Image.Image:
+    """Masked quantization: the cells kept so far; at the end, what the MQ encoder finds important.
+    160 px tiles, or under a panel `width` wide the size of its own three tiles."""
+    size = 160 if width is None else (width - 12) // 3
     kept = ~frame.mask[index]
     tiles = [(f"kept {int(kept.sum())} of {kept.numel()} cells", kept_map(kept, size))]
     if "importance" in frame.views:
@@ -192,9 +194,11 @@ def mq_view(frame: Frame, index: int = 0, size: int = 160) -> Image.Image:
     return titled_tiles(tiles)
 
 
-def pyramid_view(frame: Frame, index: int = 0, size: int = 112, vocab_size: int = 4096) -> Image.Image:
-    """Next-scale: the picture after each scale so far (top) and that scale's code map (bottom)."""
+def pyramid_view(frame: Frame, index: int = 0, width: int | None = None, vocab_size: int = 4096) -> Image.Image:
+    """Next-scale: the picture after each scale so far (top) and that scale's code map (bottom); 112 px
+    tiles, or as many as fit `width`."""
     scales = frame.views["scales"]
+    size = 112 if width is None else width // len(scales) - 8
     done = len(frame.views["pyramid"])
     tiles = []
     for k, s in enumerate(scales):
@@ -208,16 +212,3 @@ def pyramid_view(frame: Frame, index: int = 0, size: int = 112, vocab_size: int 
         both.paste(bottom, (0, size + 4))
         tiles.append((f"{s}x{s}", both))
     return titled_tiles(tiles)
-
-
-def paradigm_view(frame: Frame, index: int = 0) -> Image.Image | None:
-    """The picture particular to a paradigm: depth strip, kept/importance maps, scale pyramid, schedule."""
-    if "depth_strip" in frame.views:
-        return depth_strip(frame, index)
-    if "pyramid" in frame.views:
-        return pyramid_view(frame, index)
-    if "mask_ratio" in frame.views:
-        return mq_view(frame, index)
-    if frame.schedule is not None:
-        return schedule_plot(frame, 900, 150)
-    return None

@@ -1,17 +1,18 @@
-"""The Gradio app, end to end over HTTP: streaming, errors that name the control, the shipped model."""
+"""The Gradio app: over HTTP (streaming, errors that name the control, the shipped model) and in process (the
+page's state per model, the API's signature)."""
 from __future__ import annotations
 
 import json
+import shutil
 import urllib.request
 
 import pytest
 from apphelpers import SHIPPED, serve_app, tiny_app  # noqa: F401  (tiny_app is a fixture)
-from conftest import TINY_CLASSES
+from conftest import EXAMPLE_PROMPTS, TINY_CLASSES
 from gradio_client import Client
 from PIL import Image
 
-TINY = {"model": "tiny-raster", "class_name": "face-smiling", "seed": 3, "cfg": 3.0, "temperature": 1.0,
-        "top_k": 0, "top_p": 1.0}
+RASTER = {"model": "tiny-raster", "class_name": "face-smiling", "seed": 3, "cfg": 3.0}
 
 
 def client(url: str) -> Client:
@@ -19,53 +20,79 @@ def client(url: str) -> Client:
 
 
 def test_generate_streams_every_token(tiny_app):
-    job = client(tiny_app).submit(**TINY, api_name="/generate")
-    updates = list(job)
+    updates = list(client(tiny_app).submit(**RASTER, temperature=1.0, top_k=0, top_p=1.0, api_name="/generate"))
     assert len(updates) >= 3
-    image, order, confidence, schedule, stats = updates[-1]
+    image, order, confidence, view, stats = updates[-1]
     for path in (image, order, confidence):
         with Image.open(path) as im:
             assert im.size == (16 * 16, 16 * 16)  # 16 px tiny images upscaled to 256 px
-    assert schedule is None                   # one cell per step: no schedule to plot
+    assert view is None                       # one cell per step: no schedule to plot
     assert "step 64/64" in stats and "tokens/s" in stats
 
 
-@pytest.mark.parametrize("model, extra, updates_expected, stats_end", [
-    ("tiny-masked", {"steps": 6}, 6, "step 6/6** · 6 network calls"),
-    ("tiny-hybrid", {"steps": 4, "prefix": 8}, 12, "step 12/12** · 12 network calls"),
-    ("tiny-depth", {"depth": 2}, 64, "step 64/64** · 64 network calls"),
-    ("tiny-scale", {}, 7, "step 7/7** · 7 network calls"),
-    ("tiny-mar", {"steps": 5, "diffusion_steps": 3}, 5, "step 5/5** · 5 network calls"),
+@pytest.mark.parametrize("model, extra, updates_expected, stats_end, view_size", [
+    ("tiny-masked", {"steps": 6}, 6, "step 6/6** · 6 network calls", (900, 150)),
+    ("tiny-hybrid", {"steps": 4, "prefix": 8}, 12, "step 12/12** · 12 network calls", (900, 150)),
+    ("tiny-depth", {"depth": 2}, 64, "step 64/64** · 64 network calls", (2 * (160 + 8) + 8, 160 + 18 + 8)),
+    ("tiny-scale", {}, 7, "step 7/7** · 7 network calls", (7 * (112 + 8) + 8, 2 * 112 + 4 + 18 + 8)),
+    ("tiny-mar", {"steps": 5, "diffusion_steps": 3}, 5, "step 5/5** · 5 network calls", (900, 150)),
+    # MQ at ratio 0.5 keeps 32 of 64 cells; its last frame adds the importance map beside the kept cells.
+    ("tiny-mq", {"mask_ratio": 0.5}, 32, "step 32/32** · 32 network calls", (2 * (160 + 8) + 8, 160 + 18 + 8)),
 ])
-def test_other_paradigms_stream_with_their_own_view(tiny_app, model, extra, updates_expected, stats_end):
-    job = client(tiny_app).submit(**{**TINY, "model": model, **extra}, api_name="/generate")
+def test_other_paradigms_stream_with_their_own_view(tiny_app, model, extra, updates_expected, stats_end, view_size):
+    job = client(tiny_app).submit(model=model, class_name="food-fruit", seed=1, **extra, api_name="/generate")
     updates = list(job)
     assert len(updates) == updates_expected
     *_, view, stats = updates[-1]
     assert stats_end in stats
-    expected = {"tiny-depth": (2 * (160 + 8) + 8, 160 + 18 + 8), "tiny-scale": (7 * (112 + 8) + 8, 2 * 112 + 4 + 18 + 8)}
     with Image.open(view) as im:
-        assert im.size == expected.get(model, (900, 150))
+        assert im.size == view_size
 
 
-@pytest.mark.parametrize("bad, control", [({"cfg": 0.2}, "cfg"), ({"class_name": "not-a-class"}, "class"),
-                                          ({"top_k": 2.5}, "top_k"), ({"seed": -1}, "seed")])
-def test_invalid_control_is_a_readable_error_naming_it(tiny_app, bad, control):
-    with pytest.raises(Exception, match=rf"^{control} must be") as info:
-        client(tiny_app).predict(**{**TINY, **bad}, api_name="/generate")
+def test_a_left_out_control_takes_the_models_default(tiny_app):
+    # MAR's default is 16 AR steps: streamed one frame a step, whatever a widget elsewhere shows.
+    updates = list(client(tiny_app).submit(model="tiny-mar", diffusion_steps=2, api_name="/generate"))
+    assert len(updates) == 16 and "step 16/16" in updates[-1][-1]
+
+
+@pytest.mark.parametrize("bad, needle", [
+    ({"cfg": 0.2}, "cfg must be"), ({"class_name": "not-a-class"}, "class must be"), ({"top_k": 2.5}, "top_k must be"),
+    ({"seed": -1}, "seed must be"), ({"steps": 4}, "unknown control 'steps'"),          # raster takes no steps
+    ({"prompt": "red apple"}, "unknown control 'prompt'"), ({"model": "nope"}, "model must be one of"),
+])
+def test_bad_requests_are_readable_errors_naming_what_is_wrong(tiny_app, bad, needle):
+    with pytest.raises(Exception, match=needle) as info:
+        client(tiny_app).predict(**{**RASTER, **bad}, api_name="/generate")
     assert "Traceback" not in str(info.value)
 
 
-def test_classes_endpoint(tiny_app):
-    assert client(tiny_app).predict("tiny-raster", api_name="/classes") == TINY_CLASSES
+def test_classes_and_models_endpoints(tiny_app):
+    c = client(tiny_app)
+    assert c.predict("tiny-raster", api_name="/classes") == TINY_CLASSES
+    models = {m["name"]: m for m in c.predict(api_name="/models")}
+    assert models["tiny-mq"]["paradigm"] == "mq" and models["tiny-mq"]["controls"]["mask_ratio"]["max"] == 0.75
+    with pytest.raises(Exception, match="model must be one of"):
+        c.predict("nope", api_name="/classes")
+
+
+def test_generate_signature_does_not_depend_on_the_models_installed(tiny_root, tmp_path):
+    import app
+    one = tmp_path / "one"
+    shutil.copytree(tiny_root / "tiny-raster", one / "tiny-raster")
+    apis = [app.build(root).get_api_info()["named_endpoints"]["/generate"] for root in (tiny_root, one, tmp_path / "none")]
+    assert apis[0] == apis[1] == apis[2]
+    params = [p["parameter_name"] for p in apis[0]["parameters"]]
+    assert params[:4] == ["model", "class_name", "prompt", "seed"]
+    assert {"steps", "depth", "mask_ratio", "prefix", "diffusion_steps", "cfg", "top_k"} <= set(params)
+    assert all(p["parameter_has_default"] and p["parameter_default"] is None for p in apis[0]["parameters"][1:])
 
 
 def test_page_says_when_no_model_is_present(tmp_path):
     with serve_app(tmp_path) as url:
         with urllib.request.urlopen(url + "config", timeout=10) as r:
             config = json.load(r)
-    texts = [c.get("props", {}).get("value") for c in config["components"]]
-    assert any(isinstance(t, str) and "No model found" in t for t in texts)
+    shown = [c.get("props", {}) for c in config["components"]]
+    assert any(isinstance(p.get("value"), str) and "No model found" in p["value"] and p.get("visible") for p in shown)
 
 
 @pytest.mark.skipif(not SHIPPED.is_dir(), reason=f"{SHIPPED} not trained yet")
@@ -74,41 +101,68 @@ def test_shipped_model_offers_99_classes_and_draws_256px():
         c = client(url)
         classes = c.predict("raster-emoji32", api_name="/classes")
         assert len(classes) == 99 and "face-smiling" in classes
-        image, *_ = c.predict("raster-emoji32", "face-smiling", 0, 3.0, 1.0, 0, 1.0, api_name="/generate")
+        image, *_ = c.predict("raster-emoji32", "face-smiling", api_name="/generate")
     with Image.open(image) as im:
         assert im.width == im.height >= 256
 
 
-def test_controls_a_model_does_not_take_are_hidden(monkeypatch, tiny_root):
+def test_each_model_shows_the_controls_it_takes_and_hides_the_rest(tiny_root):
     import app
-    from mindmap.registry import list_models
-    raster = next(m for m in list_models(tiny_root) if m.name == "tiny-raster").describe()
-    other = {**raster, "paradigm": "other", "controls": {"seed": raster["controls"]["seed"],
-                                                         "steps": {"type": "int", "default": 8, "min": 1, "max": 64}}}
-    monkeypatch.setattr(app, "MODELS", {"tiny-raster": raster, "other": other})
-    monkeypatch.setattr(app, "UI_CONTROLS", app.CORE + ("steps",))
-    info, *updates, dice, schedule, examples = app.on_model_change("other")
-    visible = {name: u["visible"] for name, u in zip(app.UI_CONTROLS, updates)}
-    assert visible == {"class": False, "seed": True, "cfg": False, "temperature": False, "top_k": False,
-                       "top_p": False, "steps": True}
-    assert "other" in info and dice["visible"] and not schedule["visible"]    # a paradigm with no view of its own
-    monkeypatch.setitem(app.MODELS, "other", {**other, "paradigm": "masked"})
-    *_, schedule, _ = app.on_model_change("other")
-    assert schedule["visible"] and schedule["label"].startswith("Schedule")
-    _, *updates, _, schedule, examples = app.on_model_change("tiny-raster")
-    assert not examples["visible"]
-    assert not schedule["visible"]
-    cfg = dict(zip(app.UI_CONTROLS, updates))["cfg"]
+    studio = app.Studio(tiny_root)
+    change = studio.on_model_change("tiny-masked")
+    visible = {name: u["visible"] for name, u in change["widgets"].items()}
+    assert {n for n, v in visible.items() if v} == {"class", "seed", "cfg", "temperature", "top_k", "top_p", "steps",
+                                                      "schedule", "randomness", "cfg_schedule"}
+    steps = change["widgets"]["steps"]
+    assert (steps["minimum"], steps["maximum"], steps["value"]) == (1, 64, 8)
+    assert change["view"]["visible"] and change["caption"].startswith("**Schedule")
+    assert change["dice"]["visible"] and not change["examples"]["visible"] and "masked" in change["info"]
+    raster = studio.on_model_change("tiny-raster")
+    assert not raster["view"]["visible"] and raster["caption"] == ""     # one cell per step: no view of its own
+    assert not raster["widgets"]["steps"]["visible"]
+    cfg = raster["widgets"]["cfg"]
     assert cfg["visible"] and (cfg["minimum"], cfg["maximum"], cfg["value"]) == (1.0, 10.0, 3.0)
 
 
-@pytest.mark.parametrize("tokenizer, levels", [("tiny-vq", ["reconstruction"]), ("tiny-rq", ["depth 1", "depth 2", "depth 3"])])
-def test_tokenizer_lab_shows_each_level_with_psnr_and_codes(tiny_app, tokenizer, levels):
+def test_text_model_shows_its_prompt_and_examples(tiny_root):
+    import app
+    change = app.Studio(tiny_root).on_model_change("tiny-text")
+    assert change["widgets"]["prompt"]["visible"] and not change["widgets"]["class"]["visible"]
+    assert "text prompts" in change["info"]
+    assert change["examples"]["visible"] and change["examples"]["samples"] == [[p] for p in EXAMPLE_PROMPTS]
+
+
+def test_the_button_sends_only_what_the_model_takes(tiny_root):
+    import app
+    studio = app.Studio(tiny_root)
+    # Every widget holds a value, as on the page; those of hidden controls (steps, depth...) are left out.
+    values = [{"class": "food-fruit", "prompt": "ignored", "seed": 2, "steps": 4, "depth": 2}.get(c.name)
+              for c in studio.controls]
+    *_, last = studio.ui_generate("tiny-raster", *values)
+    assert "step 64/64" in last.stats and last.view is None
+
+
+@pytest.mark.parametrize("tokenizer, rows", [
+    ("tiny-vq", [("reconstruction", "code indices")]),
+    ("tiny-rq", [("depth 1", "code indices"), ("depth 2", "code indices"), ("depth 3", "code indices")]),
+    ("tiny-kl", [("reconstruction", "token norm")]),                                # continuous: no indices
+])
+def test_tokenizer_lab_shows_each_level_with_psnr_and_codes(tiny_app, tokenizer, rows):
     gallery = client(tiny_app).predict(tokenizer, "upside-down face (twitter)", None, api_name="/tokenize")
     captions = [item["caption"] for item in gallery]
-    assert captions[0] == "input" and len(captions) == 1 + 2 * len(levels)
-    for k, level in enumerate(levels):
-        assert captions[1 + 2 * k].startswith(f"{level} · PSNR") and captions[2 + 2 * k] == f"{level} · code indices"
+    assert captions[0] == "input" and len(captions) == 1 + 2 * len(rows)
+    for k, (level, codes) in enumerate(rows):
+        assert captions[1 + 2 * k].startswith(f"{level} · PSNR") and captions[2 + 2 * k] == f"{level} · {codes}"
+
+
+def test_tokenizer_lab_shows_what_masked_quantization_keeps(tiny_app):
+    gallery = client(tiny_app).predict("tiny-mqvae", "upside-down face (twitter)", None, api_name="/tokenize")
+    captions = [item["caption"] for item in gallery]
+    levels = [c.split(" · ")[0] for c in captions[1::2][:-1]]
+    assert levels == ["mask ratio 0.75", "mask ratio 0.50", "mask ratio 0.25", "mask ratio 0.00"]
+    assert captions[-1] == "importance (yellow = kept first)"
+    with Image.open(gallery[-1]["image"]) as im:
+        assert im.size == (256, 256)
 
 
 def test_tokenizer_lab_takes_an_upload_and_refuses_a_non_image(tiny_app, tmp_path):
@@ -126,21 +180,9 @@ def test_tokenizer_lab_takes_an_upload_and_refuses_a_non_image(tiny_app, tmp_pat
 
 
 def test_text_model_takes_a_prompt_and_refuses_an_empty_one(tiny_app):
-    updates = list(client(tiny_app).submit(**{**TINY, "model": "tiny-text", "prompt": "red apple"},
-                                           api_name="/generate"))
+    updates = list(client(tiny_app).submit(model="tiny-text", prompt="red apple", seed=3, api_name="/generate"))
     assert "step 64/64" in updates[-1][-1]
     with pytest.raises(Exception, match="prompt must not be empty"):
-        client(tiny_app).predict(**{**TINY, "model": "tiny-text", "prompt": "   "}, api_name="/generate")
-
-
-def test_text_model_shows_its_example_prompts(tiny_root, monkeypatch):
-    import app
-    from mindmap.registry import list_models
-    models = {m.name: m.describe() for m in list_models(tiny_root)}
-    monkeypatch.setattr(app, "MODELS", models)
-    monkeypatch.setattr(app, "UI_CONTROLS", app.CORE + tuple(sorted({c for d in models.values() for c in d["controls"]}
-                                                                    - set(app.CORE) - app.NOT_IN_UI)))
-    info, *updates, dice, view, examples = app.on_model_change("tiny-text")
-    visible = {name: u["visible"] for name, u in zip(app.UI_CONTROLS, updates)}
-    assert visible["prompt"] and not visible["class"] and "text prompts" in info
-    assert examples["visible"] and examples["samples"] == [["red apple"], ["grinning face"]]
+        client(tiny_app).predict(model="tiny-text", prompt="   ", api_name="/generate")
+    with pytest.raises(Exception, match="unknown control 'class'"):
+        client(tiny_app).predict(model="tiny-text", class_name="food-fruit", api_name="/generate")

@@ -22,7 +22,8 @@ def cli(*args, check=True):
 def test_models_json(tiny_root):
     models = json.loads(cli("models", "--json", "--root", tiny_root).stdout)
     assert [m["name"] for m in models] == ["tiny-depth", "tiny-hybrid", "tiny-mar", "tiny-masked", "tiny-mq",
-                                                "tiny-raster", "tiny-scale", "tiny-text"]
+                                           "tiny-raster", "tiny-scale", "tiny-text", "tiny-text-hybrid",
+                                           "tiny-text-masked"]
     by_name = {m["name"]: m for m in models}
     steps = by_name["tiny-masked"]["controls"]["steps"]
     assert (steps["type"], steps["default"], steps["min"], steps["max"]) == ("int", 8, 1, 64)

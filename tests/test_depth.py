@@ -81,7 +81,8 @@ def test_depth_loss_ignores_truncated_depths():
 
 
 @pytest.mark.parametrize("depth", [1, 2, D])
-def test_sampler_cached_equals_naive_at_every_depth(depth_pipe, depth):
+def test_sampler_cached_equals_naive_at_every_depth(depth, pipes):
+    depth_pipe = pipes("tiny-depth")
     common = dict(seed=4, depth=depth, cfg=2.0, batch=2)
     real, naive = depth_pipe(**common), depth_pipe(cached=False, **common)
     assert torch.equal(real.views["codes"], naive.views["codes"]) and real.network_calls == naive.network_calls == N
@@ -101,7 +102,8 @@ def test_depth_d_uses_only_the_layers_up_to_its_head(tiny_root):
     assert not torch.equal(pipe(seed=1, depth=2).views["codes"][..., 0], before[..., 0])
 
 
-def test_depth_frames_and_seeds(depth_pipe):
+def test_depth_frames_and_seeds(pipes):
+    depth_pipe = pipes("tiny-depth")
     frames = list(depth_pipe.stream(seed=3, preview_every=16))
     assert [f.step for f in frames] == [16, 32, 48, 64] and frames[-1].done
     assert int((~frames[0].mask[0]).sum()) == 16 and len(frames[0].views["depth_strip"]) == D
@@ -113,6 +115,7 @@ def test_depth_frames_and_seeds(depth_pipe):
 
 
 @pytest.mark.parametrize("values", [{"depth": 0}, {"depth": D + 1}, {"depth": 1.5}])
-def test_bad_depth_names_the_control(depth_pipe, values):
+def test_bad_depth_names_the_control(values, pipes):
+    depth_pipe = pipes("tiny-depth")
     with pytest.raises(ValueError, match="depth"):
         depth_pipe(**values)

@@ -48,7 +48,8 @@ def test_reverse_diffusion_stays_in_the_token_range(diffusion_steps):
     assert torch.isfinite(x).all() and x.abs().max() <= TOKEN_RANGE + 1e-4 and x.std() > 0.05
 
 
-def test_revealed_cells_follow_the_cosine_schedule(mar_pipe):
+def test_revealed_cells_follow_the_cosine_schedule(pipes):
+    mar_pipe = pipes("tiny-mar")
     frames = list(mar_pipe.stream(seed=2, steps=6, diffusion_steps=3, cfg=2.0, batch=2))
     counts = commit_counts("cosine", 6, N)
     assert len(frames) == 6 and frames[-1].schedule == counts and frames[-1].network_calls == 6
@@ -59,7 +60,8 @@ def test_revealed_cells_follow_the_cosine_schedule(mar_pipe):
     assert frames[-1].image.shape == (2, 3, 16, 16) and not bool(frames[-1].mask.any())
 
 
-def test_same_seed_same_image_and_temperature_matters(mar_pipe):
+def test_same_seed_same_image_and_temperature_matters(pipes):
+    mar_pipe = pipes("tiny-mar")
     a = mar_pipe(seed=3, steps=4, diffusion_steps=4)
     b = mar_pipe(seed=3, steps=4, diffusion_steps=4)
     c = mar_pipe(seed=4, steps=4, diffusion_steps=4)
@@ -72,6 +74,7 @@ def test_same_seed_same_image_and_temperature_matters(mar_pipe):
                                           ({"diffusion_steps": 0}, "diffusion_steps"),
                                           ({"diffusion_steps": 1000}, "diffusion_steps"),
                                           ({"temperature": 0}, "temperature"), ({"top_k": 5}, "top_k")])
-def test_bad_controls_name_the_control(mar_pipe, values, name):
+def test_bad_controls_name_the_control(values, name, pipes):
+    mar_pipe = pipes("tiny-mar")
     with pytest.raises(ValueError, match=name):
         mar_pipe(**values)

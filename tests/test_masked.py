@@ -59,7 +59,8 @@ def test_masked_model_is_bidirectional():
     assert not torch.allclose(a[0, 0], b[0, 0])                            # the first cell sees the last
 
 
-def test_masked_frames_follow_the_schedule_and_never_change_committed_cells(masked_pipe):
+def test_masked_frames_follow_the_schedule_and_never_change_committed_cells(pipes):
+    masked_pipe = pipes("tiny-masked")
     frames = list(masked_pipe.stream(**{"class": "food-fruit"}, seed=2, steps=8, schedule="cosine", cfg=2.0))
     counts = commit_counts("cosine", 8, N)
     assert len(frames) == 8 and frames[-1].done and frames[-1].schedule == counts
@@ -77,13 +78,15 @@ def test_masked_frames_follow_the_schedule_and_never_change_committed_cells(mask
 
 
 @pytest.mark.parametrize("steps", [1, 3, N])
-def test_masked_any_step_count(masked_pipe, steps):
+def test_masked_any_step_count(steps, pipes):
+    masked_pipe = pipes("tiny-masked")
     f = masked_pipe(seed=0, steps=steps, batch=2)
     assert f.network_calls == steps and f.total == steps and bool((f.tokens >= 0).all())
     assert f.image.shape == (2, 3, 16, 16)
 
 
-def test_masked_same_seed_same_image(masked_pipe):
+def test_masked_same_seed_same_image(pipes):
+    masked_pipe = pipes("tiny-masked")
     a = masked_pipe(seed=5, steps=6, randomness=2.0)
     b = masked_pipe(seed=5, steps=6, randomness=2.0)
     c = masked_pipe(seed=6, steps=6, randomness=2.0)
@@ -96,12 +99,14 @@ def test_masked_same_seed_same_image(masked_pipe):
     ({"schedule": "square"}, "schedule"), ({"randomness": -1}, "randomness"),
     ({"cfg_schedule": "cubic"}, "cfg_schedule"), ({"prefix": 4}, "prefix"),
 ])
-def test_masked_bad_controls_name_the_control(masked_pipe, values, name):
+def test_masked_bad_controls_name_the_control(values, name, pipes):
+    masked_pipe = pipes("tiny-masked")
     with pytest.raises(ValueError, match=name):
         masked_pipe(**values)
 
 
-def test_hybrid_raster_prefix_then_masked_steps(hybrid_pipe):
+def test_hybrid_raster_prefix_then_masked_steps(pipes):
+    hybrid_pipe = pipes("tiny-hybrid")
     f = hybrid_pipe(seed=1, prefix=20, steps=5, batch=2)
     order = f.order[0].flatten()
     assert torch.equal(order[:20], torch.arange(20))                          # raster order first
@@ -109,21 +114,26 @@ def test_hybrid_raster_prefix_then_masked_steps(hybrid_pipe):
     assert f.network_calls == 25 and f.total == 25 and f.schedule == [1] * 20 + commit_counts("cosine", 5, N - 20)
 
 
-def test_hybrid_extremes_are_the_pure_paradigms(hybrid_pipe, masked_pipe, tiny_pipe):
+def test_hybrid_extremes_are_the_pure_paradigms(pipes):
+    hybrid_pipe = pipes("tiny-hybrid")
+    masked_pipe = pipes("tiny-masked")
+    tiny_pipe = pipes("tiny-raster")
     common = dict(seed=9, cfg=2.0, temperature=1.2)
     assert torch.equal(hybrid_pipe(prefix=0, steps=7, **common).tokens, masked_pipe(steps=7, **common).tokens)
     pure = hybrid_pipe(prefix=N, steps=7, **common)
     assert pure.network_calls == N and torch.equal(pure.tokens, tiny_pipe(**common).tokens)
 
 
-def test_hybrid_steps_are_bounded_by_the_cells_left(hybrid_pipe):
+def test_hybrid_steps_are_bounded_by_the_cells_left(pipes):
+    hybrid_pipe = pipes("tiny-hybrid")
     f = hybrid_pipe(seed=0, prefix=N - 3, steps=16)
     assert f.network_calls == N and f.schedule[-3:] == [1, 1, 1]
     with pytest.raises(ValueError, match="prefix"):
         hybrid_pipe(prefix=N + 1)
 
 
-def test_hybrid_streams_prefix_then_each_step(hybrid_pipe):
+def test_hybrid_streams_prefix_then_each_step(pipes):
+    hybrid_pipe = pipes("tiny-hybrid")
     frames = list(hybrid_pipe.stream(seed=0, prefix=16, steps=4))
     assert [f.step for f in frames] == [4, 8, 12, 16, 17, 18, 19, 20]          # prefix throttled, then every step
     assert frames[-1].done

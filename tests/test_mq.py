@@ -79,7 +79,8 @@ def test_stack_loss_is_finite():
 
 
 @pytest.mark.parametrize("ratio", [0.0, 0.5, 0.75])
-def test_generated_positions_are_unique_in_raster_order_and_cached_equals_naive(mq_pipe, ratio):
+def test_generated_positions_are_unique_in_raster_order_and_cached_equals_naive(ratio, pipes):
+    mq_pipe = pipes("tiny-mq")
     kept = round((1 - ratio) * N)
     f = mq_pipe(seed=2, mask_ratio=ratio, cfg=2.0, batch=2)
     naive = mq_pipe(seed=2, mask_ratio=ratio, cfg=2.0, batch=2, cached=False)
@@ -92,7 +93,8 @@ def test_generated_positions_are_unique_in_raster_order_and_cached_equals_naive(
     assert f.views["importance"].shape == (2, 8, 8) and f.image.shape == (2, 3, 16, 16)
 
 
-def test_mq_frames_seeds_and_bad_ratio(mq_pipe):
+def test_mq_frames_seeds_and_bad_ratio(pipes):
+    mq_pipe = pipes("tiny-mq")
     frames = list(mq_pipe.stream(seed=1, mask_ratio=0.5, preview_every=8))
     assert [f.step for f in frames] == [8, 16, 24, 32] and "importance" not in frames[0].views
     a, b, c = mq_pipe(seed=4), mq_pipe(seed=4), mq_pipe(seed=5)

@@ -25,7 +25,8 @@ def test_tokenizer_shapes_and_partial_decode():
         tok.decode(torch.full((1, 8, 8), 99))
 
 
-def test_stream_frames_are_consistent(tiny_pipe):
+def test_stream_frames_are_consistent(pipes):
+    tiny_pipe = pipes("tiny-raster")
     frames = list(tiny_pipe.stream(preview_every=4, **{"class": "food-fruit"}, seed=3, cfg=2.0))
     assert len(frames) == 16 and frames[-1].done
     prev = None
@@ -44,7 +45,8 @@ def test_stream_frames_are_consistent(tiny_pipe):
     assert frames[-1].image.shape == (1, 3, 16, 16)
 
 
-def test_same_seed_same_image_other_seed_other_image(tiny_pipe):
+def test_same_seed_same_image_other_seed_other_image(pipes):
+    tiny_pipe = pipes("tiny-raster")
     a = tiny_pipe(**{"class": "face-smiling"}, seed=11, temperature=1.5)
     b = tiny_pipe(**{"class": "face-smiling"}, seed=11, temperature=1.5)
     c = tiny_pipe(**{"class": "face-smiling"}, seed=12, temperature=1.5)
@@ -52,14 +54,16 @@ def test_same_seed_same_image_other_seed_other_image(tiny_pipe):
     assert not torch.equal(a.tokens, c.tokens)
 
 
-def test_naive_sampler_draws_the_same_codes(tiny_pipe):
+def test_naive_sampler_draws_the_same_codes(pipes):
+    tiny_pipe = pipes("tiny-raster")
     real = tiny_pipe(**{"class": "animal-mammal"}, seed=5, cfg=3.0, top_k=10, top_p=0.9, batch=2)
     naive = tiny_pipe(**{"class": "animal-mammal"}, seed=5, cfg=3.0, top_k=10, top_p=0.9, batch=2, cached=False)
     assert torch.equal(real.tokens, naive.tokens)
     assert real.network_calls == naive.network_calls == 64
 
 
-def test_top_k_one_is_greedy(tiny_pipe):
+def test_top_k_one_is_greedy(pipes):
+    tiny_pipe = pipes("tiny-raster")
     a = tiny_pipe(seed=1, top_k=1)
     b = tiny_pipe(seed=2, top_k=1)
     assert torch.equal(a.tokens, b.tokens)           # no randomness left
@@ -71,12 +75,14 @@ def test_top_k_one_is_greedy(tiny_pipe):
     ({"seed": "3"}, "seed"), ({"batch": 0}, "batch"), ({"batch": 1000}, "batch"), ({"class": "nope"}, "class"),
     ({"steps": 8}, "steps"), ({"cfg": True}, "cfg"),
 ])
-def test_bad_controls_raise_naming_the_control(tiny_pipe, values, name):
+def test_bad_controls_raise_naming_the_control(values, name, pipes):
+    tiny_pipe = pipes("tiny-raster")
     with pytest.raises(ValueError, match=name):
         tiny_pipe(**values)
 
 
-def test_save_load_round_trip(tmp_path, tiny_pipe):
+def test_save_load_round_trip(tmp_path, pipes):
+    tiny_pipe = pipes("tiny-raster")
     folder = write_tiny_checkpoint(tmp_path / "copy")
     again = Pipeline.from_pretrained(folder, device="cpu")
     for a, b in zip(tiny_pipe.generator.state_dict().values(), again.generator.state_dict().values()):
@@ -100,7 +106,8 @@ def test_missing_and_corrupt_checkpoints_name_the_file(tmp_path):
         Pipeline.from_pretrained(folder)
 
 
-def test_viz_renders(tmp_path, tiny_pipe):
+def test_viz_renders(tmp_path, pipes):
+    tiny_pipe = pipes("tiny-raster")
     frames = list(tiny_pipe.stream(preview_every=16, seed=0))
     mid = frames[1]
     for img in (order_map(mid), confidence_map(mid), mask_overlay(mid), token_map(mid.tokens[0], 32)):

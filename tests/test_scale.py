@@ -56,7 +56,8 @@ def test_cached_equals_uncached_logits():
         assert torch.allclose(model(other, labels)[:, :14], full[:, :14], atol=1e-6)
 
 
-def test_sampling_one_call_per_scale_and_cached_equals_naive(scale_pipe):
+def test_sampling_one_call_per_scale_and_cached_equals_naive(pipes):
+    scale_pipe = pipes("tiny-scale")
     frames = list(scale_pipe.stream(seed=3, cfg=2.0, batch=2))
     assert [f.step for f in frames] == list(range(1, 8)) and frames[-1].network_calls == 7
     assert [tuple(c.shape) for c in frames[-1].views["pyramid"]] == [(2, s, s) for s in SCALES]
@@ -66,7 +67,8 @@ def test_sampling_one_call_per_scale_and_cached_equals_naive(scale_pipe):
     assert torch.allclose(frames[-1].image, naive.image, atol=1e-5)
 
 
-def test_seeds_and_bad_controls(scale_pipe):
+def test_seeds_and_bad_controls(pipes):
+    scale_pipe = pipes("tiny-scale")
     a, b, c = scale_pipe(seed=1), scale_pipe(seed=1), scale_pipe(seed=2)
     assert torch.equal(a.image, b.image) and not torch.equal(a.image, c.image)
     for values, name in (({"cfg_schedule": "cubic"}, "cfg_schedule"), ({"cfg": 0}, "cfg"), ({"steps": 4}, "steps")):

@@ -36,7 +36,8 @@ def test_captions_of_an_emoji():
     assert caps == ["grinning face", "an emoji of grinning face", "grinning face emoji", "grinning"]
 
 
-def test_text_model_same_prompt_same_image_and_prompt_matters(text_pipe):
+def test_text_model_same_prompt_same_image_and_prompt_matters(pipes):
+    text_pipe = pipes("tiny-text")
     a = text_pipe(prompt="red apple", seed=3)
     b = text_pipe(prompt="  red apple", seed=3)
     c = text_pipe(prompt="sailboat", seed=3)
@@ -50,7 +51,8 @@ def test_text_model_same_prompt_same_image_and_prompt_matters(text_pipe):
 @pytest.mark.parametrize("values, needle", [({"prompt": ""}, "prompt must not be empty"),
                                             ({"prompt": "y" * 500}, "prompt must be at most"),
                                             ({"class": "food-fruit"}, "unknown control 'class'")])
-def test_bad_prompts_are_clear_errors(text_pipe, values, needle):
+def test_bad_prompts_are_clear_errors(values, needle, pipes):
+    text_pipe = pipes("tiny-text")
     with pytest.raises(ValueError, match=needle):
         text_pipe(**values)
 

@@ -11,7 +11,7 @@ import torch
 from ..checkpoint import default_root, load_component, read_manifest
 from ..controls import MAX_BATCH
 from ..data import load_emoji
-from ..frames import codes_per_image
+from .. import paradigms
 from ..registry import list_models, load_pipeline, load_tokenizer
 from .classifier import EmojiClassifier, embed, topk_agreement
 from .metrics import (frechet_distance, nearest_distances, precision_recall, preview_psnr, ssim,
@@ -117,14 +117,6 @@ def training_floor(data, fake_labels: torch.Tensor, seed: int) -> torch.Tensor:
     return data.tensor(torch.cat(picks).numpy())
 
 
-# The controls each paradigm is judged at besides its defaults (`eval --all`): its speed/quality levers.
-SWEEPS = {"masked": [{"steps": 4}, {"steps": 8}, {"steps": 16}], "hybrid": [{"prefix": 16}, {"prefix": 32}],
-          "depth": [{"depth": d} for d in (1, 2, 3, 4)],
-          "mq": [{"mask_ratio": r} for r in (0.0, 0.25, 0.5, 0.75)],
-          "mar": [{"steps": 8, "diffusion_steps": 25}, {"steps": 16, "diffusion_steps": 10},
-                  {"steps": 16, "diffusion_steps": 25}, {"steps": 32, "diffusion_steps": 25}]}
-
-
 def variant_name(name: str, controls: dict) -> str:
     return name + "".join(f" {k}={v}" for k, v in controls.items())
 
@@ -133,7 +125,7 @@ def eval_all(n: int = 990, seed: int = 0, root: Path | None = None) -> list[dict
     """Every generator at its defaults, and at its paradigm's sweep (e.g. masked at 4, 8, 16 steps)."""
     rows = []
     for m in list_models(root):
-        for controls in SWEEPS.get(m.manifest["paradigm"], [{}]):
+        for controls in paradigms.get(m.manifest["paradigm"]).sweep or ({},):
             rows.append(eval_generator(m.name, n=n, seed=seed, root=root, controls=controls))
     return rows
 
@@ -159,18 +151,16 @@ def eval_generator(name: str, n: int = 990, seed: int = 0, root: Path | None = N
     f_floor = embed(clf, training_floor(data, fake_labels, seed))[0]
     agree = topk_agreement(logits, fake_labels)
     memo = nearest_distances(fake, data.tensor(data.indices("train"))) < style_threshold(data)
-    # MQ: what the tokenizer itself keeps at this mask ratio (held-out PSNR), beside what the generator makes of it
-    kept = ({"tokenizer_psnr": next(iter(preview_psnr(pipe.tokenizer, held, ratios=(resolved.mask_ratio,)).values()))}
-            if pipe.manifest["paradigm"] == "mq" else {})
-    return {"model": variant_name(name, controls), "paradigm": pipe.manifest["paradigm"], "controls": controls,
+    extra = pipe.paradigm.eval_extra(pipe, held, resolved) if pipe.paradigm.eval_extra else {}
+    return {"model": variant_name(name, controls), "paradigm": pipe.paradigm.name, "controls": controls,
             "conditioning": pipe.conditioning, "n": len(fake),
             "params": sum(p.numel() for role, part in pipe.parts.items() if role != "tokenizer" for p in part.parameters()),
-            "tokens": codes_per_image(last),
+            "tokens": pipe.paradigm.codes_per_image(last),
             "fd_emoji": frechet_distance(f_fake, f_held), "fd_emoji_floor": frechet_distance(f_floor, f_held),
             "class_top1": agree["top1"], "class_top5": agree["top5"],
             **precision_recall(f_held, f_fake), "memorized": memo.float().mean().item(),
             **(retrieval(f_fake, items, data, clf) if text else {}),
-            "seconds_per_image": sec_per_image, "network_calls": last.network_calls, **kept,
+            "seconds_per_image": sec_per_image, "network_calls": last.network_calls, **extra,
             "fid_inception": None, "fid_note": inception_fid_note()}
 
 

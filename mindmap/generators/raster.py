@@ -7,11 +7,12 @@ projected text states (see `base.GridLM`). No sampling in here: the model gives 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from diffusers.configuration_utils import register_to_config
 
 from .base import PRESETS, GridLM, attention_mask
 
-__all__ = ["PRESETS", "RasterGPT"]
+__all__ = ["PRESETS", "RasterGPT", "raster_loss"]
 
 
 class RasterGPT(GridLM):
@@ -64,3 +65,8 @@ class RasterGPT(GridLM):
     def _step(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         h = self.trunk(x, self.angles[pos], attention_mask(self.causal[pos], self._keys), pos)
         return self.head(h[:, -1])
+
+
+def raster_loss(model: RasterGPT, codes: torch.Tensor, cond, generator: torch.Generator) -> torch.Tensor:
+    """Teacher forcing: cross-entropy of every code given the condition and the codes before it."""
+    return F.cross_entropy(model(codes, cond).flatten(0, 1), codes.flatten())

@@ -16,7 +16,7 @@ import torch
 from ..frames import Frame
 from ..generators.mar import noise_scheduler
 from ..sampling import cfg_at, cfg_mix, commit_counts
-from .raster import guided_rows
+from .scaffold import Guidance, Progress, due
 
 
 def draw_tokens(model, z: torch.Tensor, generator: torch.Generator, diffusion_steps: int, temperature: float,
@@ -36,43 +36,41 @@ def draw_tokens(model, z: torch.Tensor, generator: torch.Generator, diffusion_st
 
 
 @torch.inference_mode()
-def sample_mar(model, tokenizer, labels: torch.Tensor, generator: torch.Generator, steps: int = 16,
-               diffusion_steps: int = 25, temperature: float = 1.0, cfg: float = 1.0, cfg_schedule: str = "linear",
-               preview_every: int = 1) -> Iterator[Frame]:
+def sample_mar(model, tokenizer, cond, generator: torch.Generator, *, steps: int, diffusion_steps: int,
+               temperature: float, cfg: float, cfg_schedule: str, preview_every: int = 1) -> Iterator[Frame]:
     """Yield a Frame after every `preview_every` AR steps (0: final only)."""
-    t0 = time.perf_counter()
-    g, batch, dim = tokenizer.grid, labels.shape[0], model.config.token_dim
+    progress = Progress()
+    g, dim, device = tokenizer.grid, model.config.token_dim, cond.device
     n = g * g
-    counts = commit_counts("cosine", steps, n)                     # raises a clear error for bad steps
+    counts = commit_counts("cosine", steps, n)
+    guide = Guidance(cond, model.null_class, cfg)
+    batch = guide.batch
     order = torch.stack([torch.randperm(n, generator=generator, device=generator.device) for _ in range(batch)])
-    order = order.to(labels.device)
-    rows = guided_rows(labels, model.null_class, cfg)
-    guided = rows.shape[0] != batch
-    tokens = torch.zeros(batch, n, dim, device=labels.device)
-    known = torch.zeros(batch, n, dtype=torch.bool, device=labels.device)
-    step_of = torch.full((batch, n), -1, dtype=torch.long, device=labels.device)
+    order = order.to(device)
+    tokens = torch.zeros(batch, n, dim, device=device)
+    known = torch.zeros(batch, n, dtype=torch.bool, device=device)
+    step_of = torch.full((batch, n), -1, dtype=torch.long, device=device)
     timing = {"transformer_s": 0.0, "head_s": 0.0}
     done = 0
     for t, k in enumerate(counts):
         t1 = time.perf_counter()
-        both = (lambda v: v.repeat(2, *[1] * (v.ndim - 1))) if guided else (lambda v: v)
-        z = model.condition(both(tokens), both(known), rows)                                  # (R, N, dim)
+        z = model.condition(guide.double(tokens), guide.double(known), guide.rows)            # (R, N, dim)
         t2 = time.perf_counter()
         cells = order[:, done:done + k]                                                       # (B, k)
-        z_new = z.gather(1, both(cells)[..., None].expand(-1, -1, z.shape[-1])).flatten(0, 1)
+        z_new = z.gather(1, guide.double(cells)[..., None].expand(-1, -1, z.shape[-1])).flatten(0, 1)
         new = draw_tokens(model, z_new, generator, diffusion_steps, temperature,
-                          cfg_at(cfg, cfg_schedule, t, len(counts)), guided).view(batch, k, dim)
+                          cfg_at(cfg, cfg_schedule, t, len(counts)), guide.guided).view(batch, k, dim)
+        progress.calls += 1
         timing["transformer_s"] += t2 - t1
         timing["head_s"] += time.perf_counter() - t2
         tokens = tokens.scatter(1, cells[..., None].expand(-1, -1, dim), new)
         known = known.scatter(1, cells, True)
         step_of = step_of.scatter(1, cells, t)
         done += k
-        if t == len(counts) - 1 or (preview_every and (t + 1) % preview_every == 0):
+        if due(t + 1, len(counts), preview_every):
             grid_known = known.view(batch, g, g)
-            image = tokenizer.decode_tokens(tokens) if done == n else tokenizer.decode_partial(tokens, grid_known)
-            yield Frame(image=image, tokens=torch.where(grid_known, 0, -1), order=step_of.view(batch, g, g).clone(),
-                        mask=~grid_known, confidence=torch.full((batch, g, g), float("nan"), device=labels.device),
-                        step=t + 1, total=len(counts), network_calls=t + 1, elapsed=time.perf_counter() - t0,
-                        schedule=counts[:t + 1], views={"plan": counts, "timing": dict(timing),
-                                                        "diffusion_steps": diffusion_steps})
+            yield progress.frame(tokenizer.decode_progress(tokens, grid_known), torch.where(grid_known, 0, -1),
+                                 step_of.view(batch, g, g).clone(), ~grid_known,
+                                 torch.full((batch, g, g), float("nan"), device=device), t + 1, len(counts),
+                                 schedule=counts[:t + 1], views={"plan": counts, "timing": dict(timing),
+                                                                 "diffusion_steps": diffusion_steps})

@@ -12,29 +12,26 @@ from typing import Iterator
 import torch
 
 from ..frames import Frame
-from ..sampling import cfg_at, cfg_mix, commit_counts, filter_logits, gumbel_noise, sample
-from .raster import guided_rows
-from .state import GridState
+from ..sampling import cfg_at, commit_counts, filter_logits, gumbel_noise, sample
+from .scaffold import GridState, Guidance, due
 
 
-def masked_steps(model, state: GridState, rows: torch.Tensor, generator: torch.Generator, steps: int,
-                 schedule: str = "cosine", randomness: float = 4.5, cfg: float = 1.0, cfg_schedule: str = "linear",
-                 temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, step0: int = 0) -> Iterator[int]:
+def masked_steps(model, state: GridState, guide: Guidance, generator: torch.Generator, steps: int, schedule: str,
+                 randomness: float, cfg: float, cfg_schedule: str, temperature: float, top_k: int, top_p: float,
+                 step0: int = 0) -> Iterator[int]:
     """Fill every open cell of `state` in `steps` steps; yields the number of cells committed at each.
 
     Open cells are the same in every row (a fresh grid, or a raster prefix of the same length).
     `step0` offsets the step recorded in the order map (the hybrid's prefix steps come first).
     """
     batch, n = state.tokens.shape
-    guided = rows.shape[0] != batch
     counts = commit_counts(schedule, steps, int((~state.known[0]).sum()))
     for t, k in enumerate(counts):
         known = state.known
         inputs = state.tokens.masked_fill(~known, model.mask_id)
-        logits = model(inputs.repeat(2, 1) if guided else inputs, rows)             # (B or 2B, N, V)
+        logits = model(guide.double(inputs), guide.rows)                          # (B or 2B, N, V)
         state.calls += 1
-        if guided:
-            logits = cfg_mix(logits, cfg_at(cfg, cfg_schedule, t, len(counts)))
+        logits = guide.mix(logits, cfg_at(cfg, cfg_schedule, t, len(counts)))
         codes, probs = sample(filter_logits(logits, temperature, top_k, top_p).flatten(0, 1), generator)
         codes, probs = codes.view(batch, n), probs.view(batch, n)
         tau = randomness * (1.0 - (t + 1) / len(counts))
@@ -47,16 +44,15 @@ def masked_steps(model, state: GridState, rows: torch.Tensor, generator: torch.G
 
 
 @torch.inference_mode()
-def sample_masked(model, tokenizer, labels: torch.Tensor, generator: torch.Generator, steps: int = 8,
-                  schedule: str = "cosine", randomness: float = 4.5, cfg: float = 1.0, cfg_schedule: str = "linear",
-                  temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+def sample_masked(model, tokenizer, cond, generator: torch.Generator, *, steps: int, schedule: str, randomness: float,
+                  cfg: float, cfg_schedule: str, temperature: float, top_k: int, top_p: float,
                   preview_every: int = 1) -> Iterator[Frame]:
-    """Yield a Frame after every `preview_every` steps (0: only the final Frame) for class `labels` (B,)."""
-    state = GridState(tokenizer, labels.shape[0], labels.device)
-    rows = guided_rows(labels, model.null_class, cfg)
+    """Yield a Frame after every `preview_every` steps (0: only the final Frame) for condition `cond` (B rows)."""
+    guide = Guidance(cond, model.null_class, cfg)
+    state = GridState(tokenizer, guide.batch, cond.device)
     plan, done = commit_counts(schedule, steps, tokenizer.grid ** 2), []
-    for k in masked_steps(model, state, rows, generator, steps, schedule, randomness, cfg, cfg_schedule,
+    for k in masked_steps(model, state, guide, generator, steps, schedule, randomness, cfg, cfg_schedule,
                           temperature, top_k, top_p):
         done.append(k)
-        if len(done) == steps or (preview_every and len(done) % preview_every == 0):
-            yield state.frame(len(done), steps, schedule=list(done), views={"plan": plan})
+        if due(len(done), steps, preview_every):
+            yield state.grid_frame(len(done), steps, schedule=list(done), views={"plan": plan})

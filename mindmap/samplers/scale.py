@@ -8,15 +8,14 @@ constant. `cached=False` recomputes every coarser scale at every step (the naive
 """
 from __future__ import annotations
 
-import time
 from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 
 from ..frames import Frame
-from ..sampling import cfg_at, cfg_mix, filter_logits, sample
-from .raster import guided_rows
+from ..sampling import cfg_at, filter_logits, sample
+from .scaffold import Guidance, Progress, due, kv_cache
 
 
 def _on_grid(values: torch.Tensor, grid: int) -> torch.Tensor:
@@ -25,41 +24,34 @@ def _on_grid(values: torch.Tensor, grid: int) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def sample_scale(model, tokenizer, labels: torch.Tensor, generator: torch.Generator, cfg: float = 1.0,
-                 cfg_schedule: str = "linear", temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-                 preview_every: int = 1, cached: bool = True) -> Iterator[Frame]:
+def sample_scale(model, tokenizer, cond, generator: torch.Generator, *, cfg: float, cfg_schedule: str,
+                 temperature: float, top_k: int, top_p: float, preview_every: int = 1,
+                 cached: bool = True) -> Iterator[Frame]:
     """Yield a Frame after every `preview_every` scales (0: final only)."""
-    t0 = time.perf_counter()
-    scales, grid, batch = tokenizer.scales, tokenizer.grid, labels.shape[0]
-    rows = guided_rows(labels, model.null_class, cfg)
-    guided = rows.shape[0] != batch
-    f_hat = torch.zeros(batch, tokenizer.config.code_dim, grid, grid, device=labels.device)
+    progress = Progress()
+    scales, grid, device = tokenizer.scales, tokenizer.grid, cond.device
+    guide = Guidance(cond, model.null_class, cfg)
+    batch = guide.batch
+    f_hat = tokenizer.start_sum(batch, device)
     pyramid, previews, xs = [], [], []
-    if cached:
-        model.setup_cache(rows.shape[0])
-    try:
+    with kv_cache(model, guide.rows.shape[0], enabled=cached):
         for k, (s, sl) in enumerate(zip(scales, model.slices)):
-            inputs = None if k == 0 else tokenizer.next_input(f_hat, k)
-            if inputs is not None and guided:
-                inputs = inputs.repeat(2, 1, 1)
-            xs.append(model.embed(rows, inputs, sl.start))
+            inputs = None if k == 0 else guide.double(tokenizer.next_input(f_hat, k))
+            xs.append(model.embed(guide.rows, inputs, sl.start))
             if cached:
-                logits = model.logits(xs[-1], rows, torch.arange(sl.start, sl.stop, device=labels.device))
+                logits = model.logits(xs[-1], guide.rows, torch.arange(sl.start, sl.stop, device=device))
             else:
-                logits = model.logits(torch.cat(xs, dim=1), rows)[:, sl]
-            if guided:
-                logits = cfg_mix(logits, cfg_at(cfg, cfg_schedule, k, len(scales)))
+                logits = model.logits(torch.cat(xs, dim=1), guide.rows)[:, sl]
+            logits = guide.mix(logits, cfg_at(cfg, cfg_schedule, k, len(scales)))
             codes, probs = sample(filter_logits(logits, temperature, top_k, top_p).flatten(0, 1), generator)
             codes, probs = codes.view(batch, s, s), probs.view(batch, s, s)
+            progress.calls += 1
             pyramid.append(codes)
-            f_hat = f_hat + tokenizer.quantizer.scale_update(codes, k, grid)
+            f_hat = tokenizer.add_scale(f_hat, codes, k)
             previews.append(tokenizer.decode_vectors(f_hat))
-            if k == len(scales) - 1 or (preview_every and (k + 1) % preview_every == 0):
-                yield Frame(image=previews[-1], tokens=_on_grid(codes, grid).long(),
-                            order=torch.full((batch, grid, grid), k, dtype=torch.long, device=labels.device),
-                            mask=torch.zeros(batch, grid, grid, dtype=torch.bool, device=labels.device),
-                            confidence=_on_grid(probs, grid), step=k + 1, total=len(scales), network_calls=k + 1,
-                            elapsed=time.perf_counter() - t0,
-                            views={"pyramid": list(pyramid), "scale_images": list(previews), "scales": scales})
-    finally:
-        model.clear_caches()
+            if due(k + 1, len(scales), preview_every):
+                yield progress.frame(previews[-1], _on_grid(codes, grid).long(),
+                                     torch.full((batch, grid, grid), k, dtype=torch.long, device=device),
+                                     torch.zeros(batch, grid, grid, dtype=torch.bool, device=device),
+                                     _on_grid(probs, grid), k + 1, len(scales),
+                                     views={"pyramid": list(pyramid), "scale_images": list(previews), "scales": scales})

@@ -13,9 +13,8 @@ import torch
 
 from ..frames import Frame
 from ..generators.stack import allowed_positions
-from ..sampling import cfg_mix, filter_logits, sample
-from .raster import guided_rows
-from .state import GridState
+from ..sampling import filter_logits, sample
+from .scaffold import GridState, Guidance, due, kv_cache
 
 
 def kept_count(mask_ratio: float, n: int) -> int:
@@ -23,47 +22,40 @@ def kept_count(mask_ratio: float, n: int) -> int:
 
 
 @torch.inference_mode()
-def sample_stack(model, tokenizer, labels: torch.Tensor, generator: torch.Generator, mask_ratio: float = 0.5,
-                 cfg: float = 1.0, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-                 preview_every: int = 1, cached: bool = True) -> Iterator[Frame]:
+def sample_stack(model, tokenizer, cond, generator: torch.Generator, *, mask_ratio: float, cfg: float,
+                 temperature: float, top_k: int, top_p: float, preview_every: int = 1,
+                 cached: bool = True) -> Iterator[Frame]:
     """Yield a Frame every `preview_every` pairs (0: final only); the last adds the importance views."""
-    tokenizer.check_ratio(mask_ratio)
-    n, batch = tokenizer.grid ** 2, labels.shape[0]
+    n = tokenizer.grid ** 2
     k = kept_count(mask_ratio, n)
-    rows = guided_rows(labels, model.null_class, cfg)
-    guided = rows.shape[0] != batch
+    guide = Guidance(cond, model.null_class, cfg)
+    rows, batch, device = guide.rows, guide.batch, cond.device
     counts = torch.full_like(rows, k)
-    state = GridState(tokenizer, batch, labels.device)
-    last = torch.full((batch,), -1, dtype=torch.long, device=labels.device)
+    state = GridState(tokenizer, batch, device)
+    last = torch.full((batch,), -1, dtype=torch.long, device=device)
     inputs = [model.start(rows, counts)]                                      # (R, 1, C) per step
     chosen_codes = []
-    if cached:
-        model.setup_cache(rows.shape[0])
-    try:
+    with kv_cache(model, rows.shape[0], enabled=cached):
         for i in range(k):
-            pos = torch.tensor([i], device=labels.device) if cached else None
+            pos = torch.tensor([i], device=device) if cached else None
             x = inputs[-1] if cached else torch.cat(inputs, dim=1)
             h, code_logits = model.code_logits(x, pos)
-            code_logits = cfg_mix(code_logits[:, -1], cfg) if guided else code_logits[:, -1]
-            code, prob = sample(filter_logits(code_logits, temperature, top_k, top_p), generator)
-            code_r = code.repeat(2) if guided else code
+            code, prob = sample(filter_logits(guide.mix(code_logits[:, -1], cfg), temperature, top_k, top_p),
+                                generator)
+            code_r = guide.double(code)
             chosen_codes.append(code_r)
             codes_in = code_r[:, None] if cached else torch.stack(chosen_codes, 1)
-            pos_logits = model.position_logits(h, codes_in, pos)[:, -1]
-            pos_logits = cfg_mix(pos_logits, cfg) if guided else pos_logits
+            pos_logits = guide.mix(model.position_logits(h, codes_in, pos)[:, -1], cfg)
             pos_logits = pos_logits.masked_fill(~allowed_positions(last, i, counts[:batch], n), float("-inf"))
             cell, _ = sample(pos_logits / temperature, generator)
             last = cell
             state.calls += 1
-            hit = torch.zeros(batch, n, dtype=torch.bool, device=labels.device).scatter_(1, cell[:, None], True)
+            hit = torch.zeros(batch, n, dtype=torch.bool, device=device).scatter_(1, cell[:, None], True)
             state.commit_where(hit, code[:, None].expand(-1, n), prob[:, None].expand(-1, n), step=i)
-            cell_r = cell.repeat(2) if guided else cell
             if i < k - 1:                                                     # the next step's input
-                inputs.append(model.pairs(code_r[:, None], cell_r[:, None], i + 1))
-            if i == k - 1 or (preview_every and (i + 1) % preview_every == 0):
-                frame = state.frame(i + 1, k, views={"mask_ratio": mask_ratio, "kept": k})
+                inputs.append(model.pairs(code_r[:, None], guide.double(cell)[:, None], i + 1))
+            if due(i + 1, k, preview_every):
+                frame = state.grid_frame(i + 1, k, views={"mask_ratio": mask_ratio, "kept": k})
                 if i == k - 1:   # what the MQ encoder finds important in the finished picture
                     frame.views["importance"] = tokenizer.importance(frame.image)
                 yield frame
-    finally:
-        model.clear_caches()

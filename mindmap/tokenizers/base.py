@@ -63,7 +63,34 @@ class CodebookQuantizer(nn.Module):
         return dead.numel()
 
 
-class ConvTokenizer(ModelMixin, ConfigMixin):
+class GridTokenizer:
+    """What every tokenizer shares, discrete or continuous: its image size, its grid, the picture so far.
+
+    `SIZE_KEY` names the config entry holding the image size; subclasses give `decode_codes` (every
+    cell known) and `decode_partial` (open cells grey).
+    """
+    SIZE_KEY = "image_size"
+
+    @property
+    def image_size(self) -> int:
+        return self.config[self.SIZE_KEY]
+
+    @property
+    def grid(self) -> int:
+        return self.image_size // 2 ** (len(self.config.block_out_channels) - 1)
+
+    def check_images(self, images: torch.Tensor):
+        s = self.image_size
+        if images.ndim != 4 or images.shape[1:] != (3, s, s):
+            raise ValueError(f"images must be (B, 3, {s}, {s}) in [-1, 1], got {tuple(images.shape)}")
+
+    @torch.no_grad()
+    def decode_progress(self, codes, known: torch.Tensor) -> torch.Tensor:
+        """The picture while sampling: a plain decode once every cell is known (known (B, grid, grid)), else partial."""
+        return self.decode_codes(codes) if bool(known.all()) else self.decode_partial(codes, known)
+
+
+class ConvTokenizer(GridTokenizer, ModelMixin, ConfigMixin):
     """Images in [-1, 1] <-> vectors on a (grid x grid) map; subclasses quantize the vectors."""
 
     def _build(self, block_out_channels: tuple, layers_per_block: int, latent_channels: int, norm_num_groups: int,
@@ -79,21 +106,8 @@ class ConvTokenizer(ModelMixin, ConfigMixin):
         self.post_quant_conv = nn.Conv2d(code_dim, latent_channels, 1)
 
     @property
-    def image_size(self) -> int:
-        return self.config.image_size
-
-    @property
-    def grid(self) -> int:
-        return self.config.image_size // 2 ** (len(self.config.block_out_channels) - 1)
-
-    @property
     def vocab_size(self) -> int:
         return self.config.codebook_size
-
-    def check_images(self, images: torch.Tensor):
-        s = self.config.image_size
-        if images.ndim != 4 or images.shape[1:] != (3, s, s):
-            raise ValueError(f"images must be (B, 3, {s}, {s}) in [-1, 1], got {tuple(images.shape)}")
 
     def check_codes(self, codes: torch.Tensor, trailing: tuple = ()):
         """codes (B, grid, grid, *trailing) with every index in [0, vocab_size)."""
@@ -116,3 +130,6 @@ class ConvTokenizer(ModelMixin, ConfigMixin):
 
     def grey_open(self, images: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
         return grey_cells(images, known)
+
+    def decode_codes(self, codes):
+        return self.decode(codes)

@@ -9,30 +9,18 @@ from __future__ import annotations
 import torch
 from diffusers import AutoencoderKL
 
-from .base import grey_cells
+from .base import GridTokenizer, grey_cells
 
 __all__ = ["KLTokenizer"]
 
 
-class KLTokenizer(AutoencoderKL):
+class KLTokenizer(GridTokenizer, AutoencoderKL):
     """AutoencoderKL plus the grid helpers the pipeline and the tokenizer lab use."""
-
-    @property
-    def image_size(self) -> int:
-        return self.config.sample_size
-
-    @property
-    def grid(self) -> int:
-        return self.config.sample_size // 2 ** (len(self.config.block_out_channels) - 1)
+    SIZE_KEY = "sample_size"
 
     @property
     def token_dim(self) -> int:
         return self.config.latent_channels
-
-    def check_images(self, images: torch.Tensor):
-        s = self.config.sample_size
-        if images.ndim != 4 or images.shape[1:] != (3, s, s):
-            raise ValueError(f"images must be (B, 3, {s}, {s}) in [-1, 1], got {tuple(images.shape)}")
 
     @torch.no_grad()
     def tokens(self, images: torch.Tensor) -> torch.Tensor:
@@ -49,6 +37,9 @@ class KLTokenizer(AutoencoderKL):
             raise ValueError(f"tokens must be (B, {g * g}, {self.token_dim}), got {tuple(tokens.shape)}")
         latents = tokens.transpose(1, 2).reshape(-1, self.token_dim, g, g) / self.config.scaling_factor
         return self.decode(latents).sample.clamp(-1, 1)
+
+    def decode_codes(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.decode_tokens(tokens)
 
     @torch.no_grad()
     def decode_partial(self, tokens: torch.Tensor, known: torch.Tensor) -> torch.Tensor:

@@ -140,6 +140,16 @@ class MSVQTokenizer(ConvTokenizer):
         return self.decode_vectors(self.f_hat(codes))
 
     @torch.no_grad()
+    def start_sum(self, batch: int, device) -> torch.Tensor:
+        """The running sum before any scale: zeros (B, C, grid, grid)."""
+        return torch.zeros(batch, self.config.code_dim, self.grid, self.grid, device=device)
+
+    @torch.no_grad()
+    def add_scale(self, f_hat: torch.Tensor, codes: torch.Tensor, k: int) -> torch.Tensor:
+        """The running sum after scale k's codes (B, s_k, s_k) join it."""
+        return f_hat + self.quantizer.scale_update(codes, k, self.grid)
+
+    @torch.no_grad()
     def next_input(self, f_hat: torch.Tensor, k: int) -> torch.Tensor:
         """The generator's input for scale k (>= 1): f_hat after scale k-1 at size s_k, (B, s_k^2, C)."""
         s = self.scales[k]

@@ -1,8 +1,16 @@
-"""The training harness every model shares: accelerate, seeded batches, resume, model cards."""
+"""The training harness every model shares: accelerate, seeded batches sharded over processes, mixed
+precision, resume, a loss log, model cards.
+
+One process or many (`accelerate launch` / `torchrun`, gloo on CPU): every process draws the same global
+batch from (seed, step) and trains on its own shard of it, so a run on N processes sees the same data as
+a run on one, and a resumed run the same as an uninterrupted one.
+"""
 from __future__ import annotations
 
+import csv
 import json
 import logging
+import os
 import platform
 import sys
 import time
@@ -29,19 +37,35 @@ def batch_indices(pool: torch.Tensor, batch: int, seed: int, step: int) -> torch
     return pool[torch.randint(0, len(pool), (batch,), generator=g)]
 
 
+MIXED_PRECISION = ("no", "bf16", "fp16")
+
+
 class Trainer:
     """Runs `loss_fn(step) -> (loss, logs)` for `steps` steps with AdamW and a cosine schedule.
 
     State (model, optimizer, scheduler, step) is saved to `run_dir` every `save_every` steps and at
-    the end; constructing a Trainer on the same `run_dir` resumes from it.
+    the end; constructing a Trainer on the same `run_dir` resumes from it. Every step's logs (averaged
+    over processes) go to `run_dir/losses.csv`; `export_losses` copies it beside the checkpoint.
     """
 
     def __init__(self, model: torch.nn.Module, steps: int, lr: float, run_dir: Path, warmup: int = 100,
-                 weight_decay: float = 0.0, save_every: int = 250, cpu: bool = False):
-        self.accelerator = Accelerator(cpu=cpu)
+                 weight_decay: float = 0.0, save_every: int = 250, cpu: bool = False, mixed_precision: str = "no"):
+        if mixed_precision not in MIXED_PRECISION:
+            raise ValueError(f"--mixed-precision must be one of {', '.join(MIXED_PRECISION)}, got {mixed_precision!r}")
+        # Without a GPU the processes of `torchrun` / `accelerate launch` can only meet over gloo on the CPU.
+        # split_batches: each step's global batch is split over the processes, so the schedule steps once a step.
+        self.accelerator = Accelerator(cpu=cpu or not torch.cuda.is_available(), mixed_precision=mixed_precision,
+                                       split_batches=True)
+        launched = int(os.environ.get("WORLD_SIZE", "1"))
+        if launched != self.accelerator.num_processes:
+            raise RuntimeError(f"launched as {launched} processes but accelerate runs {self.accelerator.num_processes}"
+                               "; every process would train on the same batches")
+        # Not wrapped in DistributedDataParallel: losses call parts of the model outside its forward (MAR's
+        # diffusion head), which DDP would not synchronise; `_average_gradients` does it for every parameter.
+        self.model = self.accelerator.prepare_model(model, evaluation_mode=True)
         opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=weight_decay)
         sched = get_cosine_schedule_with_warmup(opt, min(warmup, steps // 10), steps)
-        self.model, self.optimizer, self.scheduler = self.accelerator.prepare(model, opt, sched)
+        self.optimizer, self.scheduler = self.accelerator.prepare(opt, sched)
         self.steps, self.save_every, self.run_dir = steps, save_every, Path(run_dir)
         self.step, self.seconds = 0, 0.0
         if (self.run_dir / "trainer.json").exists():
@@ -49,25 +73,86 @@ class Trainer:
             info = json.loads((self.run_dir / "trainer.json").read_text())
             self.step, self.seconds = info["step"], info["seconds"]
             logger.info("resumed %s at step %d", self.run_dir, self.step)
+        self._trim_losses()
 
     @property
     def device(self) -> torch.device:
         return self.accelerator.device
 
+    @property
+    def is_main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    @property
+    def losses_path(self) -> Path:
+        return self.run_dir / "losses.csv"
+
+    def shard(self, rows: torch.Tensor) -> torch.Tensor:
+        """This process's share of a global batch (rows split into equal contiguous parts, one per process)."""
+        n, k = self.accelerator.num_processes, self.accelerator.process_index
+        if len(rows) % n:
+            raise ValueError(f"--batch {len(rows)} must be a multiple of the {n} training processes")
+        return rows.chunk(n)[k]
+
+    def batch(self, pool: torch.Tensor, batch: int, seed: int, step: int) -> torch.Tensor:
+        """This process's rows of the global batch `batch_indices(pool, batch, seed, step)`."""
+        return self.shard(batch_indices(pool, batch, seed, step))
+
+    def seeded(self, seed: int) -> torch.Generator:
+        """A generator for the loss's own draws (dropout of labels, noise...), distinct on every process."""
+        return torch.Generator().manual_seed(seed + 1_000_003 * self.accelerator.process_index)
+
+    def _average_gradients(self):
+        """Every process ends the step with the mean of all processes' gradients (so with identical weights)."""
+        if self.accelerator.num_processes == 1:
+            return
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        flat = self.accelerator.reduce(torch.cat([g.flatten() for g in grads]), reduction="mean")
+        for g, mean in zip(grads, flat.split([g.numel() for g in grads])):
+            g.copy_(mean.view_as(g))
+
     def save(self):
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.accelerator.save_state(str(self.run_dir / "state"))
-        (self.run_dir / "trainer.json").write_text(json.dumps({"step": self.step, "seconds": self.seconds}))
+        if self.is_main:
+            (self.run_dir / "trainer.json").write_text(json.dumps({"step": self.step, "seconds": self.seconds}))
+
+    def _trim_losses(self):
+        """On resume, drop logged steps the saved state had not reached (they are trained again)."""
+        if not (self.is_main and self.losses_path.exists()):
+            return
+        with open(self.losses_path, newline="") as f:
+            rows = list(csv.reader(f))
+        keep = rows[:1] + [r for r in rows[1:] if int(r[0]) < self.step]
+        with open(self.losses_path, "w", newline="") as f:
+            csv.writer(f).writerows(keep)
+
+    def _log(self, step: int, logs: dict):
+        """Append this step's logs, averaged over processes (a collective: every process calls it)."""
+        values = torch.tensor(list(logs.values()), dtype=torch.float64, device=self.device)
+        values = self.accelerator.reduce(values, reduction="mean").tolist()
+        if not self.is_main:
+            return
+        new = not self.losses_path.exists()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.losses_path, "a", newline="") as f:
+            out = csv.writer(f)
+            if new:
+                out.writerow(["step", *logs, "lr"])
+            out.writerow([step, *(f"{v:.6g}" for v in values), f"{self.scheduler.get_last_lr()[0]:.6g}"])
 
     def run(self, loss_fn: Callable[[int], tuple[torch.Tensor, dict]], desc: str,
             every: Callable[[int], None] | None = None) -> float:
         """Train to `steps`; returns total wall seconds (across resumes)."""
         self.model.train()
-        bar = tqdm(range(self.step, self.steps), initial=self.step, total=self.steps, desc=desc)
+        bar = tqdm(range(self.step, self.steps), initial=self.step, total=self.steps, desc=desc,
+                   disable=not self.is_main)
         t0 = time.time()
         for step in bar:
-            loss, logs = loss_fn(step)
+            with self.accelerator.autocast():
+                loss, logs = loss_fn(step)
             self.accelerator.backward(loss)
+            self._average_gradients()
             self.accelerator.clip_grad_norm_(self.model.parameters(), 1.0)
             self.optimizer.step()
             self.scheduler.step()
@@ -75,6 +160,7 @@ class Trainer:
             if every is not None:
                 every(step)
             self.step = step + 1
+            self._log(step, logs)
             if step % 10 == 0:
                 bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()})
             if self.step % self.save_every == 0 or self.step == self.steps:
@@ -82,10 +168,17 @@ class Trainer:
                 t0 = time.time()
                 self.save()
         self.model.eval()
+        self.accelerator.wait_for_everyone()
         return self.seconds
 
     def unwrapped(self):
         return self.accelerator.unwrap_model(self.model)
+
+    def export_losses(self, out: Path):
+        """Copy the loss log beside the checkpoint written to `out`."""
+        if self.losses_path.exists():
+            Path(out).mkdir(parents=True, exist_ok=True)
+            (Path(out) / "losses.csv").write_bytes(self.losses_path.read_bytes())
 
 
 def command_line() -> str:

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from accelerate.utils import broadcast
 
 from ..checkpoint import write_manifest
 from ..data import load_emoji
 from ..eval.metrics import preview_psnr, tokenizer_metrics
 from ..tokenizers import TOKENIZERS
 from ..tokenizers.rq import random_depths
-from .common import Trainer, batch_indices, command_line, write_card
+from .common import Trainer, command_line, write_card
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,18 @@ def reconstruct(kind: str, model, x: torch.Tensor, g: torch.Generator):
 
 
 @torch.no_grad()
+def restart_dead_codes(trainer, quantizer, z: torch.Tensor, g: torch.Generator) -> int:
+    """Dead-code restarts that keep every process's codebook identical: usage counts are averaged and the
+    latents gathered over processes, the main process restarts, and its codebook is broadcast."""
+    quantizer.usage.copy_(trainer.accelerator.reduce(quantizer.usage, reduction="mean"))
+    z = trainer.accelerator.gather(z).cpu()
+    n = quantizer.restart_dead(z, g) if trainer.is_main else 0
+    for t in (quantizer.codebook.weight.data, quantizer.usage):
+        t.copy_(broadcast(t.clone()))
+    return n
+
+
+@torch.no_grad()
 def measure_scaling(tok, images: torch.Tensor, batch: int = 512) -> float:
     """1 / std of the posterior means over `images`: the KL latents' scaling factor."""
     latents = torch.cat([tok.encode(x).latent_dist.mode() for x in images.split(batch)])
@@ -73,7 +86,7 @@ def measure_scaling(tok, images: torch.Tensor, batch: int = 512) -> float:
 
 def train_tokenizer(out: Path, kind: str = "vq", size: int = 32, steps: int = 1500, batch: int = 64, lr: float = 1e-3,
                     codebook_size: int = 512, depth: int = 4, seed: int = 0, run_dir: Path | None = None,
-                    channels: tuple = (32, 64, 64), cpu: bool = False) -> dict:
+                    channels: tuple = (32, 64, 64), cpu: bool = False, mixed_precision: str = "no") -> dict:
     if kind not in DESCRIPTIONS:
         raise ValueError(f"--kind must be one of {list(DESCRIPTIONS)}, got {kind!r}")
     out = Path(out)
@@ -81,13 +94,13 @@ def train_tokenizer(out: Path, kind: str = "vq", size: int = 32, steps: int = 15
     train_idx = torch.from_numpy(data.indices("train"))
     torch.manual_seed(seed)  # weight init
     model = build_tokenizer(kind, size, channels, codebook_size, depth)
-    trainer = Trainer(model, steps, lr, run_dir or Path("runs") / out.name, cpu=cpu)
+    trainer = Trainer(model, steps, lr, run_dir or Path("runs") / out.name, cpu=cpu, mixed_precision=mixed_precision)
     images = data.tensor()
-    g = torch.Generator().manual_seed(seed)
+    g = trainer.seeded(seed)
     last = {}
 
     def loss_fn(step):
-        x = images[batch_indices(train_idx, batch, seed, step)].to(trainer.device)
+        x = images[trainer.batch(train_idx, batch, seed, step)].to(trainer.device)
         recon, extra_loss, z = reconstruct(kind, trainer.model, x, g)
         rec = F.l1_loss(recon, x) + F.mse_loss(recon, x)
         last["z"] = None if z is None else z.detach()
@@ -95,11 +108,13 @@ def train_tokenizer(out: Path, kind: str = "vq", size: int = 32, steps: int = 15
 
     def every(step):
         if last.get("z") is not None and step % 50 == 49 and step < 0.8 * steps:  # let the codebook settle
-            n = trainer.unwrapped().quantizer.restart_dead(last["z"].cpu(), g)
+            n = restart_dead_codes(trainer, trainer.unwrapped().quantizer, last["z"], g)
             if n:
                 logger.info("step %d: restarted %d dead codes", step, n)
 
     seconds = trainer.run(loss_fn, desc=f"{kind} tokenizer", every=every)
+    if not trainer.is_main:
+        return {}
     tok = trainer.unwrapped().cpu().eval()
     if kind == "kl":
         tok.register_to_config(scaling_factor=measure_scaling(tok, images[train_idx]))
@@ -110,6 +125,7 @@ def train_tokenizer(out: Path, kind: str = "vq", size: int = 32, steps: int = 15
         metrics["psnr_by_preview"] = by_level
     logger.info("held-out: %s", metrics)
     tok.save_pretrained(out / "tokenizer", safe_serialization=True)
+    trainer.export_losses(out)
     write_manifest(out, {"kind": "tokenizer", "tokenizer": kind, "components": {"tokenizer": "tokenizer"},
                          "image_size": size, "grid": tok.grid, "classes": data.classes, "metrics": metrics})
     write_card(out, f"{out.name}: {kind.upper()} tokenizer, {size}x{size} px -> {token_shape(kind, tok)}",
