@@ -139,11 +139,11 @@ class Studio:
         return (f"paradigm **{d['paradigm']}** · {d['image_size']} px · {d['grid']}×{d['grid']} tokens"
                 + (f" · {n_classes} classes" if n_classes else " · text prompts"))
 
-    def view_caption(self, name: str | None) -> str:
-        """The paradigm view's caption (empty where the paradigm has no view of its own)."""
+    def view_label(self, name: str | None) -> str:
+        """The caption of the picture particular to the model's paradigm ("" where it has none)."""
         d = self.models.get(name)
         view = get(d["paradigm"]).view if d else None
-        return f"**{view.label}**" if view else ""
+        return view.label if view else ""
 
     def check_model(self, model) -> dict:
         if not isinstance(model, str) or model not in self.models:
@@ -153,10 +153,6 @@ class Studio:
     def classes(self, model: str) -> list[str]:
         """The class names a model is conditioned on."""
         return list(self.check_model(model)["controls"].get("class", {}).get("choices", []))
-
-    def describe(self) -> list[dict]:
-        """Every installed model: name, paradigm, conditioning, image size, grid, controls with their ranges."""
-        return list(self.models.values())
 
     def random_seed(self, name: str | None) -> int:
         """A fresh seed for the seed box (a UI convenience, not a sampling draw)."""
@@ -221,14 +217,15 @@ class Studio:
 
     def on_model_change(self, name: str | None) -> dict:
         """What changes on the page with the model, by part: info, each control's widget (by control name; shown,
-        re-ranged and reset to the model's default, or hidden), the seed dice, the view, its caption, the examples."""
+        re-ranged and reset to the model's default, or hidden), the seed dice, the view (shown, captioned), the
+        example prompts."""
         takes = self.takes(name)
         prompts = self.models.get(name, {}).get("examples", [])
         return {"info": self.model_info(name),
                 "widgets": {c.name: gr.update(**self.widget_props(c, takes.get(c.name))) for c in self.controls},
                 "dice": gr.update(visible="seed" in takes),
-                "view": gr.update(visible=bool(self.view_caption(name)), value=None),
-                "caption": self.view_caption(name),
+                "view": gr.update(visible=bool(self.view_label(name)), label=self.view_label(name) or "Paradigm view",
+                                  value=None),
                 "examples": gr.update(samples=[[p] for p in prompts], visible=bool(prompts))}
 
     # --- tokenizer lab ----------------------------------------------------------------------------
@@ -274,7 +271,7 @@ def view(label: str, elem_id: str, buttons: list | None = None, legend: str | No
     return img
 
 
-def generate_tab(studio: Studio, first: str | None):
+def generate_tab(demo: gr.Blocks, studio: Studio, first: str | None):
     gr.Markdown(f"### No model found\nThere is no generator checkpoint under `{studio.root}`. Train one "
                 "(`python -m mindmap train ...`) or point `MINDMAP_CHECKPOINTS` at a folder of models.",
                 visible=not studio.models)
@@ -305,16 +302,15 @@ def generate_tab(studio: Studio, first: str | None):
                 image = view("Image", "decoded", ["download"], legend="grey = not decided yet")
                 order = view("Decoding order", "order", legend="dark = decided early, yellow = late")
                 conf = view("Confidence", "confidence", legend="dark = low probability, yellow = high")
+            # Its label is the paradigm's caption, set when the page loads: the API's outputs keep one label.
             paradigm_view = gr.Image(label="Paradigm view", format="png", height=190, interactive=False,
-                                     elem_id="paradigm-view", buttons=[], show_label=False,
-                                     visible=bool(studio.view_caption(first)))
-            caption = gr.Markdown(studio.view_caption(first), elem_classes="legend")
+                                     elem_id="paradigm-view", buttons=[], visible=bool(studio.view_label(first)))
             stats = gr.Markdown("Pick a class and press **Generate**.", elem_id="stats", label="Stats")
             gr.Markdown(HOW_TO_READ, elem_classes="info")
     outputs = Outputs(image, order, conf, paradigm_view, stats)
     ordered = [widgets[c] for c in studio.controls]
 
-    parts = {"info": info, "dice": dice, "view": paradigm_view, "caption": caption, "examples": examples}
+    parts = {"info": info, "dice": dice, "view": paradigm_view, "examples": examples}
 
     def on_model_change(name):
         change = studio.on_model_change(name)
@@ -322,6 +318,7 @@ def generate_tab(studio: Studio, first: str | None):
                 **{component: change[part] for part, component in parts.items()}}
 
     model.change(on_model_change, model, [*parts.values(), *ordered], api_visibility="private")
+    demo.load(on_model_change, model, [*parts.values(), *ordered], api_visibility="private")
     examples.click(lambda sample: sample[0], examples, prompt, api_visibility="private")
     dice.click(studio.random_seed, model, seed, api_visibility="private")
     # One concurrency group for the button and the API: a model's KV cache serves one run at a time.
@@ -373,7 +370,7 @@ def build(root: Path | None = None) -> gr.Blocks:
 
     def models() -> list[dict]:
         """Every installed model with its paradigm and its controls (type, range, default, help)."""
-        return studio.describe()
+        return list(studio.models.values())
 
     def classes(model: str) -> list[str]:
         """The class names a model is conditioned on."""
@@ -382,7 +379,7 @@ def build(root: Path | None = None) -> gr.Blocks:
     with gr.Blocks(title="MINDmap", analytics_enabled=False) as demo:
         gr.Markdown(f"# MINDmap\n{INTRO}")
         with gr.Tab("Generate"):
-            generate_tab(studio, studio.default_model())
+            generate_tab(demo, studio, studio.default_model())
         with gr.Tab("Tokenizer lab"):
             lab_tab(studio)
         gr.api(models, api_name="models")

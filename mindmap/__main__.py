@@ -7,9 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from .cli_controls import add_sampling_flags, parse_sweep, sampling_values
-from .paradigms import PARADIGMS
-from .train.common import MIXED_PRECISION
+from .cli_controls import parse_sweep, sampling_values
 
 
 def _data(args):
@@ -133,7 +131,11 @@ def _bench(args):
     print(json.dumps(out, indent=None if args.json else 2))
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The CLI. The flags built from the paradigms (their controls, names) go only to `command`'s parser: reading
+    them imports every model, which `data` and a bare `--help` do not need."""
+    heavy = {"train": _train_flags, "generate": _sampling_flags, "grid": _sampling_flags, "eval": _sampling_flags,
+             "bench": _sampling_flags}
     p = argparse.ArgumentParser(prog="python -m mindmap", description="MINDmap: autoregressive image generation explorer")
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = p.add_subparsers(dest="command", required=True)
@@ -154,11 +156,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--tokenizer", type=Path, help="tokenizer checkpoint folder (generator)")
     t.add_argument("--raster", type=Path, help="raster checkpoint folder (hybrid)")
     t.add_argument("--masked", type=Path, help="masked checkpoint folder (hybrid)")
-    t.add_argument("--paradigm", default="raster", help="generator: " + ", ".join(
-        p.name for p in PARADIGMS.values() if p.recipe))
     t.add_argument("--preset", default="small", help="generator size preset")
-    t.add_argument("--conditioning", default="class", help="generator: class, or text (" + ", ".join(
-        p.name for p in PARADIGMS.values() if p.text and p.recipe) + ")")
     t.add_argument("--dropout", type=float, default=0.1, help="residual dropout (generator)")
     t.add_argument("--no-flip", action="store_true", help="no horizontal-flip augmentation (generator)")
     t.add_argument("--steps", type=int, default=1500)
@@ -167,8 +165,6 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--run-dir", type=Path, default=None, help="resume state (default runs/<out name>)")
     t.add_argument("--cpu", action="store_true", help="train on the CPU even if a GPU is present")
-    t.add_argument("--mixed-precision", default="no", choices=MIXED_PRECISION,
-                   help="autocast the forward passes (bf16 on recent CPUs and GPUs, fp16 on GPUs)")
     t.add_argument("--init", type=Path, help="generator: start from this checkpoint's matching weights (fine-tune)")
     t.set_defaults(func=_train)
 
@@ -187,7 +183,6 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--gif", type=Path, help="animated GIF of the decoding")
     g.add_argument("--scale", type=int, default=1, help="nearest-neighbour upscale of the written PNG")
     g.add_argument("--root", type=Path, default=None, help="checkpoints folder")
-    add_sampling_flags(g)
     g.set_defaults(func=_generate)
 
     r = sub.add_parser("grid", help="a labelled grid of samples: rows = classes, columns = batch draws")
@@ -198,7 +193,6 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--scale", type=int, default=3)
     r.add_argument("--out", type=Path, required=True)
     r.add_argument("--root", type=Path, default=None, help="checkpoints folder")
-    add_sampling_flags(r)
     r.set_defaults(func=_grid)
 
     e = sub.add_parser("eval", help="quality: FD-emoji, class consistency, precision/recall, memorisation")
@@ -215,7 +209,6 @@ def _parser() -> argparse.ArgumentParser:
                    "FD-emoji the model's default (its manifest and card say so)")
     e.add_argument("--write", type=Path, help="put the results in this README (between its markers), the model "
                    "cards and assets/quality_speed.png")
-    add_sampling_flags(e)
     e.set_defaults(func=_eval)
 
     f = sub.add_parser("figures", help="the README's pictures: model comparison, decoding GIFs, importance maps, "
@@ -234,13 +227,32 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--markdown", action="store_true", help="a table instead of JSON")
     b.add_argument("--write", type=Path, help="put the table in this README, between its BENCH markers")
     b.add_argument("--against", help="comma-separated models measured in the same run, e.g. raster-emoji32")
-    add_sampling_flags(b)
     b.set_defaults(func=_bench)
+    if command in heavy:
+        heavy[command](sub.choices[command])
     return p
 
 
+def _sampling_flags(parser: argparse.ArgumentParser):
+    from .cli_controls import add_sampling_flags
+    add_sampling_flags(parser)
+
+
+def _train_flags(parser: argparse.ArgumentParser):
+    from .paradigms import PARADIGMS
+    from .train.common import MIXED_PRECISION
+    trainable = [p.name for p in PARADIGMS.values() if p.recipe]
+    texts = [p.name for p in PARADIGMS.values() if p.recipe and p.text]
+    parser.add_argument("--paradigm", default="raster", help=f"generator: {', '.join(trainable)}")
+    parser.add_argument("--conditioning", default="class", help=f"generator: class, or text ({', '.join(texts)})")
+    parser.add_argument("--mixed-precision", default="no", choices=MIXED_PRECISION,
+                        help="autocast the forward passes (bf16 on recent CPUs and GPUs, fp16 on GPUs)")
+
+
 def main(argv=None) -> int:
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = _parser(command).parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose or args.command in ("train", "data") else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:

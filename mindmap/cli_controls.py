@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import argparse
 
-from .controls import SAMPLER_ROLES, Control
-from .paradigms import catalog
 
 
-def sampling_controls() -> dict[str, Control]:
+def sampling_controls() -> dict:
     """Every control some paradigm's sampler takes, by name (the condition, seed and batch have flags of their own)."""
+    from .controls import SAMPLER_ROLES
+    from .paradigms import catalog                     # imports every model: only for the commands that sample
     return {c.name: c for c in catalog() if c.role in SAMPLER_ROLES}
 
 

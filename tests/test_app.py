@@ -115,10 +115,10 @@ def test_each_model_shows_the_controls_it_takes_and_hides_the_rest(tiny_root):
                                                       "schedule", "randomness", "cfg_schedule"}
     steps = change["widgets"]["steps"]
     assert (steps["minimum"], steps["maximum"], steps["value"]) == (1, 64, 8)
-    assert change["view"]["visible"] and change["caption"].startswith("**Schedule")
+    assert change["view"]["visible"] and change["view"]["label"].startswith("Schedule")
     assert change["dice"]["visible"] and not change["examples"]["visible"] and "masked" in change["info"]
     raster = studio.on_model_change("tiny-raster")
-    assert not raster["view"]["visible"] and raster["caption"] == ""     # one cell per step: no view of its own
+    assert not raster["view"]["visible"]                               # one cell per step: no view of its own
     assert not raster["widgets"]["steps"]["visible"]
     cfg = raster["widgets"]["cfg"]
     assert cfg["visible"] and (cfg["minimum"], cfg["maximum"], cfg["value"]) == (1.0, 10.0, 3.0)

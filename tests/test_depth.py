@@ -75,9 +75,41 @@ def test_a_head_sees_only_earlier_depths_of_its_cell_and_earlier_cells():
 
 def test_depth_loss_ignores_truncated_depths():
     model = tiny_depth()
-    codes = torch.randint(0, 32, (4, N * D), generator=torch.Generator().manual_seed(3))
-    loss = depth_loss(model, codes, torch.tensor([0, 1, 2, 0]), torch.Generator().manual_seed(0))
-    assert loss.ndim == 0 and torch.isfinite(loss) and loss > 0
+    labels = torch.tensor([0, 1, 2, 0])
+    codes = torch.randint(0, 32, (4, N, D), generator=torch.Generator().manual_seed(3))
+    keep = depth_mask(4, D, torch.Generator().manual_seed(2))                 # the mask depth_loss draws first
+    assert keep.tolist()[0] == [True, False, False]                           # row 0 keeps depth 1 only
+
+    def loss(c):
+        with torch.no_grad():
+            return depth_loss(model, c.flatten(1), labels, torch.Generator().manual_seed(2))
+
+    dropped, kept = codes.clone(), codes.clone()
+    dropped[0, 10, 1] = (dropped[0, 10, 1] + 1) % 32                          # row 0, a truncated depth
+    kept[0, 10, 0] = (kept[0, 10, 0] + 1) % 32                                # row 0, its kept depth
+    base = loss(codes)
+    assert torch.isfinite(base) and base > 0
+    assert torch.equal(loss(dropped), base)                                   # neither input nor target
+    assert not torch.equal(loss(kept), base)
+
+
+def test_cached_step_by_step_logits_equal_teacher_forcing():
+    model = tiny_depth()
+    codes = torch.randint(0, 32, (2, N, D), generator=torch.Generator().manual_seed(5))
+    labels = torch.tensor([1, model.null_class])
+    model.setup_cache(2, D)
+    try:
+        with torch.no_grad():
+            full = model(codes, labels)                                       # (B, N, D, V), no cache used
+            for t in range(N):
+                x = model.inputs(labels, codes[:, :0]) if t == 0 else model.cell_input(codes[:, t - 1:t])
+                pos = torch.tensor([t])
+                for d in range(D):
+                    x = model.run(x, model.segment(d), pos)
+                    assert torch.allclose(model.head(d, x[:, -1]), full[:, t, d], atol=1e-5), (t, d)
+                    x = model.inject(d, x, codes[:, t:t + 1, d])
+    finally:
+        model.clear_caches()
 
 
 @pytest.mark.parametrize("depth", [1, 2, D])

@@ -1,7 +1,6 @@
 """Continuous tokens (MAR): the KL tokenizer and the masked generator with a diffusion head, tiny random models."""
 import pytest
 import torch
-from diffusers import DDIMScheduler
 
 from mindmap.generators.mar import mar_loss, noise_scheduler
 from mindmap.sampling import commit_counts
@@ -32,7 +31,22 @@ def test_head_starts_at_zero_and_the_loss_trains_it():
     loss = mar_loss(model, torch.randn(3, N, 4), torch.tensor([0, 1, 3]), torch.Generator().manual_seed(0))
     loss.backward()
     assert torch.isfinite(loss) and model.head.out.weight.grad.abs().sum() > 0
-    assert isinstance(noise_scheduler(), DDIMScheduler)
+
+
+def test_noise_scheduler_is_cosine_leading_clipped_epsilon():
+    from mindmap.generators.mar import TOKEN_RANGE
+    sched = noise_scheduler()
+    bar = sched.alphas_cumprod
+    assert bar[0] > 0.999 and bar[-1] < 1e-6                                   # cosine: alpha_bar(T) ~ 0 ...
+    assert abs(bar[500].item() - 0.492) < 0.01                                 # ... and half way at T/2 (linear: 0.08)
+    sched.set_timesteps(25)
+    assert sched.timesteps[0] == 960 and sched.timesteps[-1] == 0              # leading: one stride before T
+    x0, noise = torch.randn(4, 4), torch.randn(4, 4)
+    x_t = sched.add_noise(x0, noise, torch.tensor([480] * 4))
+    recovered = sched.step(noise, 480, x_t, eta=0.0).pred_original_sample
+    assert torch.allclose(recovered, x0, atol=1e-4)                            # the head predicts the noise
+    wild = sched.step(torch.full((4, 4), 100.0), 960, x_t, eta=0.0).pred_original_sample
+    assert wild.abs().max() == TOKEN_RANGE                                     # x0 clipped to the token range
 
 
 @pytest.mark.parametrize("diffusion_steps", [1, 25, 250])

@@ -71,11 +71,66 @@ def test_kept_pairs_are_in_raster_order_and_allowed_positions_leave_room():
     assert allowed[1].nonzero()[:, 0].tolist() == list(range(11, 49))
 
 
-def test_stack_loss_is_finite():
+def test_stack_loss_scores_only_each_rows_kept_cells():
     model = tiny_stack()
-    batch = torch.randint(0, 32, (3, N))
-    loss = stack_loss(model, batch, torch.rand(3, N), torch.tensor([0, 1, 3]), torch.tensor([16, 40, 64]))
-    assert torch.isfinite(loss) and loss > 0
+    codes = torch.randint(0, 32, (3, N), generator=torch.Generator().manual_seed(4))
+    scores = torch.rand(3, N, generator=torch.Generator().manual_seed(5))
+    labels, counts = torch.tensor([0, 1, 3]), torch.tensor([16, 40, 64])
+
+    def loss(c):
+        with torch.no_grad():
+            return stack_loss(model, c, scores, labels, counts)
+
+    def bumped(row, cell):
+        c = codes.clone()
+        c[row, cell] = (c[row, cell] + 1) % 32
+        return c
+
+    base = loss(codes)
+    assert torch.isfinite(base) and base > 0                                   # banned cells are -inf, never the target
+    for row in (0, 1):                                                         # 16 and 40 of 64 kept
+        assert torch.equal(loss(bumped(row, scores[row].argmin())), base)      # a masked-out cell: unseen
+        assert not torch.equal(loss(bumped(row, scores[row].argmax())), base)  # a kept cell: scored
+
+
+def test_stack_loss_scores_positions_among_the_allowed_cells_only():
+    model = tiny_stack()
+    codes, scores = torch.randint(0, 32, (2, N)), torch.rand(2, N, generator=torch.Generator().manual_seed(8))
+    args = (codes, scores, torch.tensor([0, 1]), torch.tensor([16, 40]))
+    torch.nn.init.zeros_(model.position_head.weight)                  # uniform position logits
+
+    def spike_cell_0(module, inputs, out):                            # after the first pair cell 0 is banned: a
+        return torch.cat([out[:, :1], out[:, 1:].index_fill(-1, torch.tensor([0]), 50.0)], dim=1)  # huge logit there
+
+    with torch.no_grad():
+        uniform = stack_loss(model, *args)
+        hook = model.position_head.register_forward_hook(spike_cell_0)
+        try:
+            assert torch.equal(stack_loss(model, *args), uniform)    # must change nothing
+        finally:
+            hook.remove()
+
+
+def test_cached_steps_equal_the_uncached_stack():
+    model = tiny_stack()
+    codes = torch.randint(0, 32, (2, N), generator=torch.Generator().manual_seed(6))
+    pair_codes, positions, _ = kept_pairs(codes, torch.rand(2, N, generator=torch.Generator().manual_seed(7)),
+                                          torch.tensor([20, 20]))
+    labels, counts = torch.tensor([2, model.null_class]), torch.tensor([20, 20])
+    model.setup_cache(2)
+    try:
+        with torch.no_grad():
+            code_full, pos_full = model(pair_codes, positions, labels, counts)   # (B, T, V), (B, T, N)
+            for i in range(pair_codes.shape[1]):
+                x = model.start(labels, counts) if i == 0 else model.pairs(pair_codes[:, i - 1:i],
+                                                                           positions[:, i - 1:i], i)
+                pos = torch.tensor([i])
+                h, code_logits = model.code_logits(x, pos)
+                assert torch.allclose(code_logits[:, 0], code_full[:, i], atol=1e-5), i
+                pos_logits = model.position_logits(h, pair_codes[:, i:i + 1], pos)
+                assert torch.allclose(pos_logits[:, 0], pos_full[:, i], atol=1e-5), i
+    finally:
+        model.clear_caches()
 
 
 @pytest.mark.parametrize("ratio", [0.0, 0.5, 0.75])

@@ -10,6 +10,8 @@ from mindmap.train.captions import emoji_captions
 
 from test_cli import cli
 
+N = 64  # the tiny models' 8x8 grid
+
 
 def test_prompts_are_trimmed_and_checked():
     assert check_prompt("  red   apple \t\n") == "red apple"
@@ -46,6 +48,38 @@ def test_text_model_same_prompt_same_image_and_prompt_matters(pipes):
     assert torch.equal(a.tokens, naive.tokens)                                 # padding masked the same both ways
     unguided = text_pipe(prompt="red apple", seed=3, cfg=1.0, batch=2)
     assert unguided.image.shape == (2, 3, 16, 16)
+
+
+TEXT_PARALLEL = [("tiny-text-masked", {}), ("tiny-text-hybrid", {"prefix": 16})]
+
+
+@pytest.mark.parametrize("name, extra", TEXT_PARALLEL, ids=["masked", "hybrid"])
+def test_text_masked_and_hybrid_follow_the_prompt_and_commit_every_cell(name, extra, pipes):
+    pipe = pipes(name)
+    common = dict(seed=3, steps=6, **extra)
+    a, b = pipe(prompt="red apple", **common), pipe(prompt="red apple", **common)
+    c = pipe(prompt="sailboat", **common)
+    assert torch.equal(a.tokens, b.tokens) and torch.equal(a.image, b.image)
+    assert not torch.equal(a.tokens, c.tokens)
+    assert a.network_calls == a.total == extra.get("prefix", 0) + 6               # the masked part: `steps` calls
+    assert bool((a.tokens >= 0).all()) and not bool(a.mask.any())
+    guided = pipe(prompt="red apple", cfg=8.0, batch=2, **common)
+    assert guided.tokens.shape == (2, 8, 8) and guided.image.shape == (2, 3, 16, 16)
+    assert not torch.equal(guided.tokens, pipe(prompt="red apple", cfg=1.0, batch=2, **common).tokens)
+
+
+def test_text_hybrid_extremes_are_the_text_masked_and_raster_models(pipes):
+    hybrid_pipe, masked_pipe, raster_pipe = pipes("tiny-text-hybrid"), pipes("tiny-text-masked"), pipes("tiny-text")
+    common = dict(prompt="red apple", seed=9, cfg=2.0, temperature=1.2)
+    assert torch.equal(hybrid_pipe(prefix=0, steps=7, **common).tokens, masked_pipe(steps=7, **common).tokens)
+    pure = hybrid_pipe(prefix=N, steps=7, **common)
+    assert pure.network_calls == N and torch.equal(pure.tokens, raster_pipe(**common).tokens)
+
+
+@pytest.mark.parametrize("name", [name for name, _ in TEXT_PARALLEL])
+def test_a_class_control_on_a_text_masked_or_hybrid_model_is_an_error(name, pipes):
+    with pytest.raises(ValueError, match="unknown control 'class'"):
+        pipes(name)(prompt="red apple", **{"class": "food-fruit"})
 
 
 @pytest.mark.parametrize("values, needle", [({"prompt": ""}, "prompt must not be empty"),

@@ -12,7 +12,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..controls import BATCH, CLASS, PROMPT, ROLES, SAMPLER_ROLES, SEED, Control, ModelFacts
+from ..controls import BATCH, CLASS, DISPLAY_ORDER, PROMPT, ROLES, SAMPLER_ROLES, SEED, Control, ModelFacts
 from ..frames import Frame, decided_cells
 
 
@@ -118,9 +118,10 @@ def get(name: str) -> Paradigm:
 
 def catalog() -> list[Control]:
     """Every control any registered paradigm takes, once by name (its first declaration): the condition and the
-    request first, then the paradigms' levers, then token sampling. Fixed by the code, never by the checkpoints
-    installed: the CLI's flags and the app's API are built from it."""
-    seen: dict[str, Control] = {}
-    for c in (CLASS, PROMPT, SEED, BATCH, *(c for p in PARADIGMS.values() for c in p.controls)):
-        seen.setdefault(c.name, c)
-    return sorted(seen.values(), key=lambda c: ROLES.index(c.role))
+    request, then the shared controls in `DISPLAY_ORDER`, then any other a paradigm declares, by role. Fixed by
+    the code, never by the checkpoints installed: the CLI's flags and the app's widgets and API are built from it."""
+    first: dict[str, Control] = {}
+    for c in (c for p in PARADIGMS.values() for c in p.controls):
+        first.setdefault(c.name, c)
+    shared = [first.pop(c.name) for c in DISPLAY_ORDER if c.name in first]
+    return [CLASS, PROMPT, SEED, BATCH, *shared, *sorted(first.values(), key=lambda c: ROLES.index(c.role))]

@@ -127,8 +127,9 @@ class Trainer:
         with open(self.losses_path, "w", newline="") as f:
             csv.writer(f).writerows(keep)
 
-    def _log(self, step: int, logs: dict):
-        """Append this step's logs, averaged over processes (a collective: every process calls it)."""
+    def _log(self, step: int, logs: dict, lr: float):
+        """Append this step's logs, averaged over processes, and its learning rate (a collective: every process
+        calls it)."""
         values = torch.tensor(list(logs.values()), dtype=torch.float64, device=self.device)
         values = self.accelerator.reduce(values, reduction="mean").tolist()
         if not self.is_main:
@@ -139,7 +140,7 @@ class Trainer:
             out = csv.writer(f)
             if new:
                 out.writerow(["step", *logs, "lr"])
-            out.writerow([step, *(f"{v:.6g}" for v in values), f"{self.scheduler.get_last_lr()[0]:.6g}"])
+            out.writerow([step, *(f"{v:.6g}" for v in values), f"{lr:.6g}"])
 
     def run(self, loss_fn: Callable[[int], tuple[torch.Tensor, dict]], desc: str,
             every: Callable[[int], None] | None = None) -> float:
@@ -154,13 +155,14 @@ class Trainer:
             self.accelerator.backward(loss)
             self._average_gradients()
             self.accelerator.clip_grad_norm_(self.model.parameters(), 1.0)
+            lr = self.scheduler.get_last_lr()[0]                     # the rate this step trains at
             self.optimizer.step()
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
             if every is not None:
                 every(step)
             self.step = step + 1
-            self._log(step, logs)
+            self._log(step, logs, lr)
             if step % 10 == 0:
                 bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()})
             if self.step % self.save_every == 0 or self.step == self.steps:
