@@ -42,7 +42,8 @@ def _train(args):
                                   flip=not args.no_flip, seed=args.seed, conditioning=args.conditioning,
                                   run_dir=args.run_dir, cpu=args.cpu, init=args.init,
                                   mixed_precision=args.mixed_precision)
-    print(json.dumps(metrics))
+    if metrics:                      # empty on the processes other than the main one
+        print(json.dumps(metrics))
 
 
 def _models(args):

@@ -59,6 +59,8 @@ def test_two_processes_train_on_their_own_shards_and_end_with_identical_weights(
     with open(tmp_path / "out" / "losses.csv") as f:                                # one checkpoint, one log
         rows = list(csv.DictReader(f))
     assert [int(r["step"]) for r in rows] == list(range(steps)) and all(math.isfinite(float(r["loss"])) for r in rows)
+    cosine = [1e-3 * 0.5 * (1 + math.cos(math.pi * s / steps)) for s in range(steps)]   # one schedule step a step
+    assert [float(r["lr"]) for r in rows] == pytest.approx(cosine, rel=1e-4)
     assert (tmp_path / "out" / "generator" / "config.json").is_file()
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, DataLoaderConfiguration
 from diffusers.optimization import get_cosine_schedule_with_warmup
 from tqdm import tqdm
 
@@ -55,7 +55,7 @@ class Trainer:
         # Without a GPU the processes of `torchrun` / `accelerate launch` can only meet over gloo on the CPU.
         # split_batches: each step's global batch is split over the processes, so the schedule steps once a step.
         self.accelerator = Accelerator(cpu=cpu or not torch.cuda.is_available(), mixed_precision=mixed_precision,
-                                       split_batches=True)
+                                       dataloader_config=DataLoaderConfiguration(split_batches=True))
         launched = int(os.environ.get("WORLD_SIZE", "1"))
         if launched != self.accelerator.num_processes:
             raise RuntimeError(f"launched as {launched} processes but accelerate runs {self.accelerator.num_processes}"
