@@ -189,8 +189,9 @@ class Studio:
                                  [inspect.Parameter(api_name(c.name), kind, default=None) for c in self.controls])
 
     # --- widgets ----------------------------------------------------------------------------------
-    def widget_props(self, control, spec: dict | None) -> dict:
-        """Constructor / update arguments of a control's widget; hidden when the model does not take it."""
+    @staticmethod
+    def widget_props(spec: dict | None) -> dict:
+        """Constructor / update arguments of a control's widget from its spec; hidden when the model has none."""
         if spec is None:
             return {"visible": False}
         props = {"visible": True, "value": spec["default"], "info": spec.get("help") or None}
@@ -205,7 +206,7 @@ class Studio:
         spec = self.takes(first).get(control.name)
         shape = spec or next((d["controls"][control.name] for d in self.models.values()
                               if control.name in d["controls"]), None)
-        props = self.widget_props(control, shape) | ({} if spec else {"visible": False})
+        props = self.widget_props(shape) | ({} if spec else {"visible": False})
         if control.kind == "choice":
             return gr.Dropdown(label=control.label, filterable=True, **props)
         if control.kind == "text":
@@ -222,7 +223,7 @@ class Studio:
         takes = self.takes(name)
         prompts = self.models.get(name, {}).get("examples", [])
         return {"info": self.model_info(name),
-                "widgets": {c.name: gr.update(**self.widget_props(c, takes.get(c.name))) for c in self.controls},
+                "widgets": {c.name: gr.update(**self.widget_props(takes.get(c.name))) for c in self.controls},
                 "dice": gr.update(visible="seed" in takes),
                 "view": gr.update(visible=bool(self.view_label(name)), label=self.view_label(name) or "Paradigm view",
                                   value=None),
