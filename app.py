@@ -30,7 +30,7 @@ from mindmap.checkpoint import CheckpointError, default_root
 from mindmap.controls import SAMPLER_ROLES
 from mindmap.data.samples import load_samples, load_user_image
 from mindmap.eval.metrics import psnr
-from mindmap.frames import to_pil
+from mindmap.frames import decided_cells, to_pil
 from mindmap.paradigms import catalog, get
 from mindmap.registry import list_models, list_tokenizers, load_pipeline, load_tokenizer
 from mindmap.viz import confidence_map, importance_map, order_map, token_map
@@ -96,8 +96,7 @@ def safe_tokenizers(root: Path) -> list[str]:
 
 
 def stats_line(frame) -> str:
-    decided = int((~frame.mask[0]).sum())
-    rate = decided / frame.elapsed if frame.elapsed > 0 else 0.0
+    rate = decided_cells(frame) / frame.elapsed if frame.elapsed > 0 else 0.0
     return (f"**step {frame.step}/{frame.total}** · {frame.network_calls} network calls · "
             f"{frame.elapsed:.2f} s · {rate:.0f} tokens/s")
 

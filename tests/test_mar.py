@@ -55,10 +55,12 @@ def test_reverse_diffusion_stays_in_the_token_range(diffusion_steps):
     # last timestep without clipping divides that error by ~0 (tokens in the thousands, a blank image).
     from mindmap.generators.mar import TOKEN_RANGE
     from mindmap.samplers.mar import draw_tokens
+    from mindmap.samplers.scaffold import Guidance
     model = tiny_mar()
     torch.nn.init.normal_(model.head.out.weight, std=0.5)
     g = torch.Generator().manual_seed(0)
-    x = draw_tokens(model, torch.randn(16, 64, generator=g), g, diffusion_steps, 1.0, 1.0, False)
+    unguided = Guidance(torch.zeros(16, dtype=torch.long), model.null_class, cfg=1.0)
+    x = draw_tokens(model, torch.randn(16, 64, generator=g), g, diffusion_steps, 1.0, 1.0, unguided)
     assert torch.isfinite(x).all() and x.abs().max() <= TOKEN_RANGE + 1e-4 and x.std() > 0.05
 
 

@@ -15,21 +15,19 @@ import torch
 
 from ..frames import Frame
 from ..generators.mar import noise_scheduler
-from ..sampling import cfg_at, cfg_mix, commit_counts
+from ..sampling import cfg_at, commit_counts
 from .scaffold import Guidance, Progress, due
 
 
 def draw_tokens(model, z: torch.Tensor, generator: torch.Generator, diffusion_steps: int, temperature: float,
-                cfg: float, guided: bool) -> torch.Tensor:
-    """Run the head's reverse diffusion for conditions z (M or 2M, dim) -> tokens (M, C)."""
+                cfg: float, guide: Guidance) -> torch.Tensor:
+    """Run the head's reverse diffusion for conditions z (M, or 2M when guided: [cond; uncond]) -> tokens (M, C)."""
     scheduler = noise_scheduler(model.config.num_train_timesteps)
     scheduler.set_timesteps(diffusion_steps, device=z.device)
-    m = z.shape[0] // 2 if guided else z.shape[0]
+    m = z.shape[0] // 2 if guide.guided else z.shape[0]
     x = torch.randn(m, model.config.token_dim, generator=generator, device=generator.device).to(z.device)
     for t in scheduler.timesteps:
-        eps = model.head(x.repeat(2, 1) if guided else x, t.expand(z.shape[0]), z)
-        if guided:
-            eps = cfg_mix(eps, cfg)
+        eps = guide.mix(model.head(guide.double(x), t.expand(z.shape[0]), z), cfg)
         noise = temperature * torch.randn(x.shape, generator=generator, device=generator.device).to(z.device)
         x = scheduler.step(eps, t, x, eta=1.0, variance_noise=noise).prev_sample
     return x
@@ -59,7 +57,7 @@ def sample_mar(model, tokenizer, cond, generator: torch.Generator, *, steps: int
         cells = order[:, done:done + k]                                                       # (B, k)
         z_new = z.gather(1, guide.double(cells)[..., None].expand(-1, -1, z.shape[-1])).flatten(0, 1)
         new = draw_tokens(model, z_new, generator, diffusion_steps, temperature,
-                          cfg_at(cfg, cfg_schedule, t, len(counts)), guide.guided).view(batch, k, dim)
+                          cfg_at(cfg, cfg_schedule, t, len(counts)), guide).view(batch, k, dim)
         progress.calls += 1
         timing["transformer_s"] += t2 - t1
         timing["head_s"] += time.perf_counter() - t2
