@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from .sampling import CFG_SCHEDULES, SCHEDULES
 from .text import MAX_PROMPT_CHARS, check_prompt
+from .tokenizers.base import grid_of
 
 MAX_SEED = 2**31 - 1
 MAX_BATCH = 16
@@ -41,8 +42,7 @@ class ModelFacts:
 
     @property
     def grid(self) -> int:
-        size = self.tokenizer.get("image_size") or self.tokenizer["sample_size"]      # sample_size: AutoencoderKL
-        return size // 2 ** (len(self.tokenizer["block_out_channels"]) - 1)
+        return grid_of(self.tokenizer)
 
     @property
     def cells(self) -> int:

@@ -63,6 +63,13 @@ class CodebookQuantizer(nn.Module):
         return dead.numel()
 
 
+def grid_of(config) -> int:
+    """A tokenizer's token grid from its config: the image size over the encoder's downsampling factor
+    (`sample_size` is AutoencoderKL's name for the image size)."""
+    size = config.get("image_size") or config["sample_size"]
+    return size // 2 ** (len(config["block_out_channels"]) - 1)
+
+
 class GridTokenizer:
     """What every tokenizer shares, discrete or continuous: its image size, its grid, the picture so far.
 
@@ -77,7 +84,7 @@ class GridTokenizer:
 
     @property
     def grid(self) -> int:
-        return self.image_size // 2 ** (len(self.config.block_out_channels) - 1)
+        return grid_of(self.config)
 
     def check_images(self, images: torch.Tensor):
         s = self.image_size
