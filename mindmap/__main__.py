@@ -1,4 +1,4 @@
-"""`python -m mindmap models | generate | grid | bench | eval | train | data`."""
+"""`python -m mindmap models | generate | grid | bench | eval | train | data | convert | fetch`."""
 from __future__ import annotations
 
 import argparse
@@ -44,6 +44,23 @@ def _train(args):
                                   mixed_precision=args.mixed_precision)
     if metrics:                      # empty on the processes other than the main one
         print(json.dumps(metrics))
+
+
+def _convert(args):
+    from .convert import convert
+    from .convert.families import get_family
+    fam = get_family(args.family)
+    arch = None
+    if args.arch:
+        text = Path(args.arch).read_text() if args.arch.endswith(".json") else args.arch
+        try:
+            arch = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"--arch: not valid JSON ({e})") from None
+    files = {s.flag: getattr(args, s.flag.replace("-", "_"), None) for s in fam.sources}
+    out = convert(args.family, args.out, files, size=args.size, arch=arch, random_init=args.random_init,
+                  seed=args.seed, force=args.force, command="python -m mindmap " + " ".join(sys.argv[1:]))
+    print(out)
 
 
 def _models(args):
@@ -135,7 +152,7 @@ def _bench(args):
 def _parser(command: str | None = None) -> argparse.ArgumentParser:
     """The CLI. The flags built from the paradigms (their controls, names) go only to `command`'s parser: reading
     them imports every model, which `data` and a bare `--help` do not need."""
-    heavy = {"train": _train_flags, "generate": _sampling_flags, "grid": _sampling_flags, "eval": _sampling_flags,
+    heavy = {"train": _train_flags, "convert": _convert_flags, "generate": _sampling_flags, "grid": _sampling_flags, "eval": _sampling_flags,
              "bench": _sampling_flags}
     p = argparse.ArgumentParser(prog="python -m mindmap", description="MINDmap: autoregressive image generation explorer")
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -229,6 +246,17 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     b.add_argument("--write", type=Path, help="put the table in this README, between its BENCH markers")
     b.add_argument("--against", help="comma-separated models measured in the same run, e.g. raster-emoji32")
     b.set_defaults(func=_bench)
+    c = sub.add_parser("convert", help="turn a published checkpoint (LlamaGen, ...) into a MINDmap checkpoint folder")
+    c.add_argument("family", help="the model family, e.g. llamagen")
+    c.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
+    c.add_argument("--size", help="the family's size (llamagen: B, L, XL, XXL); default its smallest published")
+    c.add_argument("--random-init", action="store_true", help="no source files: the architecture at random weights "
+                   "(speed at the published size on any machine)")
+    c.add_argument("--arch", help="JSON (inline or a .json file) of architecture overrides by role, e.g. "
+                   "'{\"generator\": {\"n_layers\": 2}}' (the parity tests' tiny models)")
+    c.add_argument("--seed", type=int, default=0, help="seed of --random-init")
+    c.add_argument("--force", action="store_true", help="replace a checkpoint folder already at --out")
+    c.set_defaults(func=_convert)
     if command in heavy:
         heavy[command](sub.choices[command])
     return p
@@ -237,6 +265,16 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
 def _sampling_flags(parser: argparse.ArgumentParser):
     from .cli_controls import add_sampling_flags
     add_sampling_flags(parser)
+
+
+def _convert_flags(parser: argparse.ArgumentParser):
+    from .convert import FAMILIES
+    flags = {}
+    for fam in FAMILIES.values():
+        for s in fam.sources:
+            flags.setdefault(s.flag, []).append(f"{fam.name}: {s.help}")
+    for flag, helps in flags.items():
+        parser.add_argument(f"--{flag}", type=Path, help="; ".join(helps))
 
 
 def _train_flags(parser: argparse.ArgumentParser):

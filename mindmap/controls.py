@@ -94,10 +94,11 @@ class Control:
         if self.kind == "text":
             return check_prompt(value)
         if self.kind == "choice":
-            key = value.strip().lower() if isinstance(value, str) else value
-            if key not in self.choices:
+            if isinstance(value, str):   # names match without regard to case or surrounding spaces
+                value = {str(c).lower(): c for c in self.choices}.get(value.strip().lower(), value)
+            if value not in self.choices:
                 raise bad
-            return key
+            return value
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad
         if self.kind == "int":

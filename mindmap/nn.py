@@ -23,9 +23,10 @@ class RMSNorm(nn.Module):
 
 
 class SwiGLU(nn.Module):
-    def __init__(self, dim: int, hidden: int | None = None):
+    def __init__(self, dim: int, hidden: int | None = None, multiple_of: int = 64):
         super().__init__()
-        hidden = hidden or 64 * ((int(8 * dim / 3) + 63) // 64)  # LLaMA's 8/3 width, rounded up
+        # LLaMA's 8/3 width, rounded up to `multiple_of` (LlamaGen rounds to 256)
+        hidden = hidden or multiple_of * ((int(8 * dim / 3) + multiple_of - 1) // multiple_of)
         self.w1 = nn.Linear(dim, hidden, bias=False)
         self.w3 = nn.Linear(dim, hidden, bias=False)
         self.w2 = nn.Linear(hidden, dim, bias=False)
@@ -34,27 +35,41 @@ class SwiGLU(nn.Module):
         return self.w2(F.silu(self.w1(x)) * self.w3(x))
 
 
-def rope_2d(grid: int, head_dim: int, n_prefix: int, base: float = 10000.0) -> torch.Tensor:
-    """Rotary angles for `n_prefix` prefix tokens then a (grid x grid) image in raster order.
+def rope_2d(grid: int, head_dim: int, n_prefix: int, base: float = 10000.0, prefix: str = "identity") -> torch.Tensor:
+    """Rotary table for `n_prefix` prefix tokens then a (grid x grid) image in raster order.
 
-    Half of the rotary pairs turn with the row, half with the column (LlamaGen's 2D RoPE); prefix
-    tokens get angle 0 (no rotation). Returns (n_prefix + grid*grid, head_dim // 2).
+    Half of the rotary pairs turn with the row, half with the column (LlamaGen's 2D RoPE). The prefix
+    tokens are not rotated (`prefix="identity"`) or, as in LlamaGen's published models, get all-zero
+    rows (`prefix="zero"`), which zeroes their queries and keys in every layer. Returns
+    (n_prefix + grid*grid, head_dim // 2, 2): the cosine and sine of each pair's angle.
     """
     if head_dim % 4:
         raise ValueError(f"2D RoPE needs head_dim divisible by 4, got {head_dim}")
+    if prefix not in ROPE_PREFIX:
+        raise ValueError(f"prefix rotation must be one of {ROPE_PREFIX}, got {prefix!r}")
     quarter = head_dim // 4
     freqs = 1.0 / base ** (torch.arange(quarter, dtype=torch.float64) / quarter)
     pos = torch.arange(grid, dtype=torch.float64)
     rows = (pos[:, None, None] * freqs).expand(grid, grid, quarter)     # (g, g, hd/4) by row
     cols = (pos[None, :, None] * freqs).expand(grid, grid, quarter)     # (g, g, hd/4) by column
-    img = torch.cat([rows, cols], dim=-1).reshape(grid * grid, 2 * quarter)
-    return torch.cat([torch.zeros(n_prefix, 2 * quarter, dtype=torch.float64), img]).float()
+    img = torch.cat([rows, cols], dim=-1).reshape(grid * grid, 2 * quarter).float()
+    table = torch.stack([img.cos(), img.sin()], dim=-1)
+    head = no_rope(n_prefix, head_dim) if prefix == "identity" else torch.zeros(n_prefix, 2 * quarter, 2)
+    return torch.cat([head, table])
 
 
-def apply_rope(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
-    """x (B, nh, T, hd), angles (T, hd/2): rotate consecutive pairs of channels."""
+ROPE_PREFIX = ("identity", "zero")
+
+
+def no_rope(length: int, head_dim: int) -> torch.Tensor:
+    """The rotary table that rotates nothing: (length, head_dim // 2, 2) of cos 1, sin 0."""
+    return torch.stack([torch.ones(length, head_dim // 2), torch.zeros(length, head_dim // 2)], dim=-1)
+
+
+def apply_rope(x: torch.Tensor, rope: torch.Tensor) -> torch.Tensor:
+    """x (B, nh, T, hd), rope (T, hd/2, 2) from `rope_2d`: rotate consecutive pairs of channels."""
     x2 = x.float().unflatten(-1, (-1, 2))                              # (B, nh, T, hd/2, 2)
-    cos, sin = angles.cos(), angles.sin()
+    cos, sin = rope.unbind(-1)
     out = torch.stack([x2[..., 0] * cos - x2[..., 1] * sin, x2[..., 0] * sin + x2[..., 1] * cos], dim=-1)
     return out.flatten(-2).type_as(x)
 
@@ -84,11 +99,11 @@ class Attention(nn.Module):
         self.wo = nn.Linear(dim, dim, bias=False)
         self.cache: KVCache | None = None
 
-    def forward(self, x, angles, mask, pos=None):
-        """x (B, T, C); angles (T, hd/2); mask (T, T_kv) bool, True = may attend; pos (T,) writes the cache."""
+    def forward(self, x, rope, mask, pos=None):
+        """x (B, T, C); rope (T, hd/2, 2); mask (T, T_kv) bool, True = may attend; pos (T,) writes the cache."""
         q, k, v = self.wqkv(x).split(x.shape[-1], dim=-1)
         q, k, v = (t.unflatten(-1, (self.n_heads, self.head_dim)).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hd)
-        q, k = apply_rope(q, angles), apply_rope(k, angles)
+        q, k = apply_rope(q, rope), apply_rope(k, rope)
         if pos is not None:
             k, v = self.cache.update(pos, k, v)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
@@ -102,29 +117,32 @@ class Block(nn.Module):
     (1 + scale) + shift). The modulation starts at zero, so an untrained AdaLN block is a plain block.
     """
 
-    def __init__(self, dim: int, n_heads: int, dropout: float = 0.0, adaln: bool = False):
+    def __init__(self, dim: int, n_heads: int, dropout: float = 0.0, adaln: bool = False, norm_eps: float = 1e-6,
+                 ffn_multiple_of: int = 64):
         super().__init__()
-        self.attn_norm, self.attn = RMSNorm(dim), Attention(dim, n_heads)
-        self.ffn_norm, self.ffn = RMSNorm(dim), SwiGLU(dim)
+        self.attn_norm, self.attn = RMSNorm(dim, norm_eps), Attention(dim, n_heads)
+        self.ffn_norm, self.ffn = RMSNorm(dim, norm_eps), SwiGLU(dim, multiple_of=ffn_multiple_of)
         self.drop = nn.Dropout(dropout)  # residual dropout: the emoji set is small and easy to memorise
         self.ada = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim)) if adaln else None
 
-    def forward(self, x, angles, mask, pos=None, cond=None):
+    def forward(self, x, rope, mask, pos=None, cond=None):
         if self.ada is None:
-            x = x + self.drop(self.attn(self.attn_norm(x), angles, mask, pos))
+            x = x + self.drop(self.attn(self.attn_norm(x), rope, mask, pos))
             return x + self.drop(self.ffn(self.ffn_norm(x)))
         shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(cond)[:, None].chunk(6, dim=-1)   # (B, 1, C) each
-        x = x + (1 + gate1) * self.drop(self.attn(self.attn_norm(x) * (1 + scale1) + shift1, angles, mask, pos))
+        x = x + (1 + gate1) * self.drop(self.attn(self.attn_norm(x) * (1 + scale1) + shift1, rope, mask, pos))
         return x + (1 + gate2) * self.drop(self.ffn(self.ffn_norm(x) * (1 + scale2) + shift2))
 
 
 class Transformer(nn.Module):
     """A stack of LLaMA blocks plus the final norm; the caller owns embeddings and heads."""
 
-    def __init__(self, dim: int, n_layers: int, n_heads: int, dropout: float = 0.0, adaln: bool = False):
+    def __init__(self, dim: int, n_layers: int, n_heads: int, dropout: float = 0.0, adaln: bool = False,
+                 norm_eps: float = 1e-6, ffn_multiple_of: int = 64):
         super().__init__()
-        self.blocks = nn.ModuleList(Block(dim, n_heads, dropout, adaln) for _ in range(n_layers))
-        self.norm = RMSNorm(dim)
+        self.blocks = nn.ModuleList(Block(dim, n_heads, dropout, adaln, norm_eps, ffn_multiple_of)
+                                    for _ in range(n_layers))
+        self.norm = RMSNorm(dim, norm_eps)
 
     def setup_caches(self, batch: int, max_len: int, device, dtype):
         for b in self.blocks:
@@ -134,9 +152,9 @@ class Transformer(nn.Module):
         for b in self.blocks:
             b.attn.cache = None
 
-    def forward(self, x, angles, mask, pos=None, cond=None):
+    def forward(self, x, rope, mask, pos=None, cond=None):
         for b in self.blocks:
-            x = b(x, angles, mask, pos, cond)
+            x = b(x, rope, mask, pos, cond)
         return self.norm(x)
 
 

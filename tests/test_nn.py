@@ -8,16 +8,28 @@ from conftest import tiny_raster
 
 
 def test_rope_prefix_is_identity_and_rows_cols_split():
-    angles = rope_2d(grid=4, head_dim=16, n_prefix=1)
-    assert angles.shape == (1 + 16, 8)
-    assert torch.all(angles[0] == 0)
+    rope = rope_2d(grid=4, head_dim=16, n_prefix=1)
+    assert rope.shape == (1 + 16, 8, 2)
+    cos, sin = rope.unbind(-1)
+    assert torch.all(cos[0] == 1) and torch.all(sin[0] == 0)
     # cell (r=1, c=0) turns only the row half; cell (0, 1) only the column half
-    assert torch.all(angles[1 + 4, 4:] == 0) and torch.any(angles[1 + 4, :4] != 0)
-    assert torch.all(angles[1 + 1, :4] == 0) and torch.any(angles[1 + 1, 4:] != 0)
+    assert torch.all(sin[1 + 4, 4:] == 0) and torch.any(sin[1 + 4, :4] != 0)
+    assert torch.all(sin[1 + 1, :4] == 0) and torch.any(sin[1 + 1, 4:] != 0)
     x = torch.randn(2, 3, 17, 16)
-    assert torch.allclose(apply_rope(x, angles).norm(dim=-1), x.norm(dim=-1), atol=1e-5)  # a rotation
+    assert torch.allclose(apply_rope(x, rope).norm(dim=-1), x.norm(dim=-1), atol=1e-5)  # a rotation
+    assert torch.equal(apply_rope(x, rope)[:, :, 0], x[:, :, 0])
     with pytest.raises(ValueError, match="head_dim"):
         rope_2d(4, 6, 1)
+
+
+def test_rope_zero_prefix_zeroes_the_prefix_queries_only():
+    """LlamaGen's published models: the class token's rotary rows are zeros, image rows unchanged."""
+    zero, ident = rope_2d(4, 16, n_prefix=1, prefix="zero"), rope_2d(4, 16, n_prefix=1)
+    x = torch.randn(2, 3, 17, 16)
+    assert torch.all(apply_rope(x, zero)[:, :, 0] == 0)
+    assert torch.equal(apply_rope(x, zero)[:, :, 1:], apply_rope(x, ident)[:, :, 1:])
+    with pytest.raises(ValueError, match="prefix rotation"):
+        rope_2d(4, 16, 1, prefix="half")
 
 
 def test_cached_equals_uncached_logits():

@@ -63,7 +63,10 @@ class GridLM(ModelMixin, ConfigMixin):
     """Conditioning prefix + (grid x grid) codes -> LLaMA trunk -> code logits. Subclasses pick mask and inputs."""
 
     def _build(self, in_vocab: int, vocab_size: int, num_classes: int, grid: int, dim: int, n_layers: int,
-               n_heads: int, dropout: float, conditioning: str = "class", text_dim: int = 384, text_tokens: int = 16):
+               n_heads: int, dropout: float, conditioning: str = "class", text_dim: int = 384, text_tokens: int = 16,
+               norm_eps: float = 1e-6, ffn_multiple_of: int = 64, prefix_rope: str = "identity"):
+        """The architecture switches after `text_tokens` exist for published models (LlamaGen: RMSNorm eps 1e-5,
+        SwiGLU width a multiple of 256, zero rotary rows for the class token); the defaults are MINDmap's own."""
         if conditioning == "class":
             self.cls_emb = nn.Embedding(num_classes + 1, dim)   # last row: the null class
             self.prefix_len = 1
@@ -74,9 +77,10 @@ class GridLM(ModelMixin, ConfigMixin):
         else:
             raise ValueError(f"conditioning must be 'class' or 'text', got {conditioning!r}")
         self.tok_emb = nn.Embedding(in_vocab, dim)
-        self.trunk = Transformer(dim, n_layers, n_heads, dropout)
+        self.trunk = Transformer(dim, n_layers, n_heads, dropout, norm_eps=norm_eps, ffn_multiple_of=ffn_multiple_of)
         self.head = nn.Linear(dim, vocab_size, bias=False)
-        self.register_buffer("angles", rope_2d(grid, dim // n_heads, n_prefix=self.prefix_len), persistent=False)
+        self.register_buffer("rope", rope_2d(grid, dim // n_heads, n_prefix=self.prefix_len, prefix=prefix_rope),
+                             persistent=False)
         init_weights(self)
         if conditioning == "text":
             nn.init.normal_(self.empty_prompt, std=0.02)

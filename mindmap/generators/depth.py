@@ -44,7 +44,7 @@ class DepthGPT(ModelMixin, ConfigMixin):
         self.head_norms = nn.ModuleList(RMSNorm(dim) for _ in range(depth))
         self.heads = nn.ModuleList(nn.Linear(dim, vocab_size, bias=False) for _ in range(depth))
         self.seq_len = grid * grid
-        self.register_buffer("angles", rope_2d(grid, dim // n_heads, n_prefix=1)[:self.seq_len], persistent=False)
+        self.register_buffer("rope", rope_2d(grid, dim // n_heads, n_prefix=1)[:self.seq_len], persistent=False)
         self.register_buffer("causal", torch.ones(self.seq_len, self.seq_len, dtype=torch.bool).tril(),
                              persistent=False)
         init_weights(self)
@@ -73,11 +73,11 @@ class DepthGPT(ModelMixin, ConfigMixin):
     def run(self, x: torch.Tensor, layers: range, pos: torch.Tensor | None = None) -> torch.Tensor:
         """Run `layers` on x (B, T, C): the whole prefix (pos None) or one cached step at positions `pos`."""
         if pos is None:
-            angles, mask = self.angles[:x.shape[1]], self.causal[:x.shape[1], :x.shape[1]]
+            rope, mask = self.rope[:x.shape[1]], self.causal[:x.shape[1], :x.shape[1]]
         else:
-            angles, mask = self.angles[pos], self.causal[pos]
+            rope, mask = self.rope[pos], self.causal[pos]
         for i in layers:
-            x = self.blocks[i](x, angles, mask, pos)
+            x = self.blocks[i](x, rope, mask, pos)
         return x
 
     def head(self, d: int, h: torch.Tensor) -> torch.Tensor:

@@ -98,7 +98,7 @@ class MARGPT(ModelMixin, ConfigMixin):
         self.mask_vector = nn.Parameter(torch.zeros(dim))
         self.trunk = Transformer(dim, n_layers, n_heads, dropout)
         self.head = DiffusionHead(token_dim, dim, head_width, head_blocks)
-        self.register_buffer("angles", rope_2d(grid, dim // n_heads, n_prefix=1), persistent=False)
+        self.register_buffer("rope", rope_2d(grid, dim // n_heads, n_prefix=1), persistent=False)
         init_weights(self)
         nn.init.normal_(self.mask_vector, std=0.02)
         self.head.zero_init()
@@ -111,7 +111,7 @@ class MARGPT(ModelMixin, ConfigMixin):
         """tokens (B, N, C), known (B, N) bool, labels (B,) -> a condition vector per cell, (B, N, dim)."""
         x = torch.where(known[..., None], self.in_proj(tokens), self.mask_vector.to(tokens.dtype))
         x = torch.cat([self.cls_emb(labels)[:, None], x], dim=1)
-        return self.trunk(x, self.angles[:x.shape[1]], None)[:, 1:]
+        return self.trunk(x, self.rope[:x.shape[1]], None)[:, 1:]
 
     def forward(self, tokens: torch.Tensor, known: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return self.condition(tokens, known, labels)

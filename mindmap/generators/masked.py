@@ -35,7 +35,7 @@ class MaskedGPT(GridLM):
     def forward(self, codes: torch.Tensor, cond) -> torch.Tensor:
         """codes (B, N) with `mask_id` at open cells, cond (labels (B,) or prompts) -> logits (B, N, V)."""
         x, keys = self._embed(cond, codes)
-        h = self.trunk(x, self.angles[:x.shape[1]], attention_mask(None, keys))   # bidirectional: padding only
+        h = self.trunk(x, self.rope[:x.shape[1]], attention_mask(None, keys))   # bidirectional: padding only
         return self.head(h[:, self.prefix_len:])
 
 

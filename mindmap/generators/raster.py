@@ -20,10 +20,11 @@ class RasterGPT(GridLM):
     @register_to_config
     def __init__(self, vocab_size: int = 512, num_classes: int = 99, grid: int = 8, dim: int = 256,
                  n_layers: int = 6, n_heads: int = 8, class_dropout: float = 0.1, dropout: float = 0.0,
-                 conditioning: str = "class", text_dim: int = 384, text_tokens: int = 16):
+                 conditioning: str = "class", text_dim: int = 384, text_tokens: int = 16, norm_eps: float = 1e-6,
+                 ffn_multiple_of: int = 64, prefix_rope: str = "identity"):
         super().__init__()
         self._build(vocab_size, vocab_size, num_classes, grid, dim, n_layers, n_heads, dropout, conditioning,
-                    text_dim, text_tokens)
+                    text_dim, text_tokens, norm_eps, ffn_multiple_of, prefix_rope)
         self.seq_len = self.prefix_len + grid * grid - 1      # P prefix + N-1 codes in, N codes out
         self.register_buffer("causal", torch.ones(self.seq_len, self.seq_len, dtype=torch.bool).tril(),
                              persistent=False)
@@ -31,7 +32,7 @@ class RasterGPT(GridLM):
 
     def _run(self, x: torch.Tensor, keys: torch.Tensor | None) -> torch.Tensor:
         t = x.shape[1]
-        return self.trunk(x, self.angles[:t], attention_mask(self.causal[:t, :t], keys))
+        return self.trunk(x, self.rope[:t], attention_mask(self.causal[:t, :t], keys))
 
     def forward(self, codes: torch.Tensor, cond) -> torch.Tensor:
         """Teacher forcing, no cache: codes (B, N) -> logits (B, N, V) for every code."""
@@ -63,7 +64,7 @@ class RasterGPT(GridLM):
         return self._step(self.tok_emb(codes)[:, None], cell + self.prefix_len - 1)
 
     def _step(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        h = self.trunk(x, self.angles[pos], attention_mask(self.causal[pos], self._keys), pos)
+        h = self.trunk(x, self.rope[pos], attention_mask(self.causal[pos], self._keys), pos)
         return self.head(h[:, -1])
 
 

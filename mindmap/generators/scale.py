@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 
-from ..nn import Transformer, init_weights
+from ..nn import Transformer, init_weights, no_rope
 
 PRESETS = {
     "tiny": dict(dim=64, n_layers=2, n_heads=4),
@@ -52,7 +52,7 @@ class ScaleGPT(ModelMixin, ConfigMixin):
         self.register_buffer("levels", torch.cat([torch.full((s * s,), k) for k, s in enumerate(scales)]),
                              persistent=False)
         self.register_buffer("mask", block_causal(scales), persistent=False)
-        self.register_buffer("angles", torch.zeros(self.length, dim // n_heads // 2), persistent=False)  # no RoPE
+        self.register_buffer("rope", no_rope(self.length, dim // n_heads), persistent=False)  # no RoPE
         init_weights(self)
         nn.init.normal_(self.pos_emb, std=0.02)
         self.slices = scale_slices(scales)
@@ -78,9 +78,9 @@ class ScaleGPT(ModelMixin, ConfigMixin):
         """Run the trunk on tokens x (B, T, dim): the whole sequence (span None) or cached positions `span`."""
         if span is None:
             t = x.shape[1]
-            h = self.trunk(x, self.angles[:t], self.mask[:t, :t], cond=self.cls_emb(labels))
+            h = self.trunk(x, self.rope[:t], self.mask[:t, :t], cond=self.cls_emb(labels))
         else:
-            h = self.trunk(x, self.angles[span], self.mask[span], span, cond=self.cls_emb(labels))
+            h = self.trunk(x, self.rope[span], self.mask[span], span, cond=self.cls_emb(labels))
         return self.head(h)
 
     def setup_cache(self, batch: int):

@@ -101,14 +101,16 @@ class ConvTokenizer(GridTokenizer, ModelMixin, ConfigMixin):
     """Images in [-1, 1] <-> vectors on a (grid x grid) map; subclasses quantize the vectors."""
 
     def _build(self, block_out_channels: tuple, layers_per_block: int, latent_channels: int, norm_num_groups: int,
-               code_dim: int):
-        n = len(block_out_channels)
-        self.encoder = Encoder(3, latent_channels, down_block_types=("DownEncoderBlock2D",) * n,
-                               block_out_channels=block_out_channels, layers_per_block=layers_per_block,
-                               norm_num_groups=norm_num_groups, double_z=False)
-        self.decoder = Decoder(latent_channels, 3, up_block_types=("UpDecoderBlock2D",) * n,
-                               block_out_channels=block_out_channels, layers_per_block=layers_per_block,
-                               norm_num_groups=norm_num_groups)
+               code_dim: int, lowest_attention: bool = False):
+        """`lowest_attention`: self-attention after every res block of the lowest resolution (LlamaGen's VQ-16);
+        the mid block always has one."""
+        n, lowest = len(block_out_channels), "Attn" if lowest_attention else ""
+        self.encoder = Encoder(3, latent_channels, block_out_channels=block_out_channels,
+                               down_block_types=("DownEncoderBlock2D",) * (n - 1) + (f"{lowest}DownEncoderBlock2D",),
+                               layers_per_block=layers_per_block, norm_num_groups=norm_num_groups, double_z=False)
+        self.decoder = Decoder(latent_channels, 3, block_out_channels=block_out_channels,    # up_blocks[0]: lowest
+                               up_block_types=(f"{lowest}UpDecoderBlock2D",) + ("UpDecoderBlock2D",) * (n - 1),
+                               layers_per_block=layers_per_block, norm_num_groups=norm_num_groups)
         self.quant_conv = nn.Conv2d(latent_channels, code_dim, 1)
         self.post_quant_conv = nn.Conv2d(code_dim, latent_channels, 1)
 

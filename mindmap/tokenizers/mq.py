@@ -57,7 +57,7 @@ class DeMask(nn.Module):
         self.mask_vector = nn.Parameter(torch.zeros(code_dim))
         self.proj_in, self.proj_out = nn.Linear(code_dim, width), nn.Linear(width, code_dim)
         self.blocks = nn.ModuleList(Block(width, heads) for _ in range(layers))
-        self.register_buffer("angles", rope_2d(grid, width // heads, n_prefix=0), persistent=False)
+        self.register_buffer("rope", rope_2d(grid, width // heads, n_prefix=0), persistent=False)
 
     def forward(self, vectors: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
         """vectors (B, N, D) (masked rows ignored), kept (B, N) bool -> filled vectors (B, N, D)."""
@@ -67,7 +67,7 @@ class DeMask(nn.Module):
         for i, block in enumerate(self.blocks):
             weight = MASKED_KEY_WEIGHT ** (1 - i / max(n_layers - 1, 1))     # 0.02 -> 1 over the layers
             bias = torch.where(kept, 0.0, math.log(weight)).to(h.dtype)[:, None, None, :]   # (B, 1, 1, N) keys
-            h = block(h, self.angles, bias)
+            h = block(h, self.rope, bias)
         return torch.where(kept[..., None], vectors, self.proj_out(h))
 
 

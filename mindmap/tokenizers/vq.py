@@ -45,9 +45,10 @@ class VQTokenizer(ConvTokenizer):
 
     @register_to_config
     def __init__(self, image_size: int = 32, block_out_channels: tuple = (32, 64, 64), layers_per_block: int = 1,
-                 latent_channels: int = 64, norm_num_groups: int = 16, codebook_size: int = 512, code_dim: int = 8):
+                 latent_channels: int = 64, norm_num_groups: int = 16, codebook_size: int = 512, code_dim: int = 8,
+                 lowest_attention: bool = False):
         super().__init__()
-        self._build(block_out_channels, layers_per_block, latent_channels, norm_num_groups, code_dim)
+        self._build(block_out_channels, layers_per_block, latent_channels, norm_num_groups, code_dim, lowest_attention)
         self.quantizer = L2Quantizer(codebook_size, code_dim)
 
     def forward(self, images: torch.Tensor):
