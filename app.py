@@ -1,8 +1,12 @@
 """MINDmap web app: watch an autoregressive image model decode, token by token.
 
 `python app.py` serves on 127.0.0.1:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT override it); the
-models come from MINDMAP_CHECKPOINTS, else the shipped `checkpoints/`; the page opens on MINDMAP_MODEL, else
-`raster-emoji32`. This file is UI only: the pipeline validates every control and does all the sampling.
+models come from MINDMAP_CHECKPOINTS, else the shipped `checkpoints/` plus the published generators fetched
+into MINDMAP_MODELS; the page opens on MINDMAP_MODEL, else `raster-emoji32`. MINDMAP_FETCH (comma-separated,
+e.g. `llamagen-b-256`) downloads and converts published generators at start-up, on a machine with a network
+(a Space sets it in its settings); nothing is downloaded otherwise. On a ZeroGPU Space generation runs
+under `spaces.GPU` when that package is importable. This file is UI only: the pipeline validates every
+control and does all the sampling.
 
 API (the same whatever checkpoints are installed; the parameters are the paradigms' control catalog):
 - `/generate(model, class_name, prompt, seed, <every sampling control>)`: every argument but `model` may
@@ -37,6 +41,14 @@ from mindmap.viz import confidence_map, importance_map, order_map, token_map
 
 logger = logging.getLogger("mindmap.app")
 
+try:  # a ZeroGPU Space lends the GPU per call to the functions wrapped by spaces.GPU; elsewhere a plain call
+    import spaces
+    on_gpu = spaces.GPU
+except ImportError:
+    def on_gpu(fn):
+        return fn
+
+PREVIEW_ALL_CELLS = 64             # grids up to this many cells preview every step
 MIN_PX = 256                       # shown images are upscaled (nearest) to at least this size
 NOT_IN_UI = {"batch"}              # bounded work: one image per request
 INTRO = ("Watch an autoregressive image model decode a picture step by step: the image as it fills in, "
@@ -71,7 +83,7 @@ def api_name(control: str) -> str:
     return "class_name" if control == "class" else control
 
 
-def load_models(root: Path) -> dict[str, dict]:
+def load_models(root: Path | None) -> dict[str, dict]:
     """name -> describe() of every generator under `root`; a broken folder is logged and skipped."""
     try:
         entries = list_models(root)
@@ -113,9 +125,11 @@ def render(frame, view) -> Outputs:
 class Studio:
     """The app's state and handlers: the models and tokenizers under one checkpoints root."""
 
-    def __init__(self, root: Path):
-        self.root = Path(root)
-        self.models = load_models(self.root)
+    def __init__(self, root: Path | None = None):
+        # root None: the shipped checkpoints and the fetched published models (`registry.model_roots`)
+        self.search = Path(root) if root else None
+        self.root = self.search or default_root()
+        self.models = dict(sorted(load_models(self.search).items(), key=lambda m: m[1]["group"] != "emoji"))
         self.tokenizers = safe_tokenizers(self.root)
         self.samples = load_samples(32)
         # One widget (and one API parameter) per control in the catalog: fixed by the code, not the checkpoints.
@@ -162,8 +176,11 @@ class Studio:
         """Stream the rendered Frames of `model` at `values` (control name -> value; absent = the model's default)."""
         self.check_model(model)
         try:
-            pipe = load_pipeline(model, self.root)
-            for frame in pipe.stream(preview_every=1, **values):
+            pipe = load_pipeline(model, self.search)
+            # Every step on the small grids; the paradigm's cadence on large ones (a 256-token raster run
+            # previews every 16 codes: decoding a 256 px picture costs more than a step of the model).
+            every = 1 if pipe.cells <= PREVIEW_ALL_CELLS else None
+            for frame in pipe.stream(preview_every=every, **values):
                 yield render(frame, pipe.paradigm.view)
         except (ValueError, CheckpointError) as e:  # a bad control or a broken checkpoint: say which
             logger.info("rejected request: %s", e)
@@ -271,14 +288,22 @@ def view(label: str, elem_id: str, buttons: list | None = None, legend: str | No
     return img
 
 
+def model_label(name: str, d: dict) -> str:
+    """The model dropdown's entry: its group, its name, its paradigm (and text or random weights)."""
+    notes = [d["paradigm"]] + (["text"] if d["conditioning"] == "text" else []) + (
+        ["random weights"] if d.get("random_init") else [])
+    group = "emoji" if d.get("group", "emoji") == "emoji" else "ImageNet"
+    return f"{group} · {name}  ({', '.join(notes)})"
+
+
 def generate_tab(demo: gr.Blocks, studio: Studio, first: str | None):
     gr.Markdown(f"### No model found\nThere is no generator checkpoint under `{studio.root}`. Train one "
                 "(`python -m mindmap train ...`) or point `MINDMAP_CHECKPOINTS` at a folder of models.",
                 visible=not studio.models)
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=330):
-            model = gr.Dropdown([(f"{n}  ({d['paradigm']}{', text' if d['conditioning'] == 'text' else ''})", n)
-                                 for n, d in studio.models.items()], value=first, label="Model",
+            model = gr.Dropdown([(model_label(n, d), n) for n, d in studio.models.items()], value=first,
+                                label="Model (embedded emoji models, then published ImageNet generators)",
                                 interactive=bool(studio.models))
             info = gr.Markdown(studio.model_info(first), elem_classes="info")
             widgets = {c: studio.make_widget(c, first) for c in studio.controls if c.role == "condition"}
@@ -323,7 +348,7 @@ def generate_tab(demo: gr.Blocks, studio: Studio, first: str | None):
     dice.click(studio.random_seed, model, seed, api_visibility="private")
     # One concurrency group for the button and the API: a model's KV cache serves one run at a time.
     # preprocess=False: raw values go to the pipeline, whose errors name the control at fault.
-    event = run.click(studio.ui_generate, [model, *ordered], list(outputs), preprocess=False,
+    event = run.click(on_gpu(studio.ui_generate), [model, *ordered], list(outputs), preprocess=False,
                       concurrency_limit=1, concurrency_id="generate", api_visibility="private")
     stop.click(None, cancels=[event])
     # /generate: hidden inputs named after the catalog's controls, so its signature never depends on the models.
@@ -339,7 +364,7 @@ def generate_tab(demo: gr.Blocks, studio: Studio, first: str | None):
         yield from studio.api_generate(model, *values)
 
     generate.__signature__ = studio.api_signature()
-    api_trigger.click(generate, [api_model, *api_inputs], list(outputs), api_name="generate", preprocess=False,
+    api_trigger.click(on_gpu(generate), [api_model, *api_inputs], list(outputs), api_name="generate", preprocess=False,
                       concurrency_limit=1, concurrency_id="generate")
 
 
@@ -363,9 +388,23 @@ def lab_tab(studio: Studio):
     go.click(studio.tokenize, [tokenizer, sample, upload], gallery, api_name="tokenize")
 
 
+def fetch_published(names: str | None):
+    """Download and convert the published generators MINDMAP_FETCH names (once: they are cached); one that cannot
+    be fetched (offline, unknown name) is logged in one line and left out."""
+    from mindmap.hub import FetchError, fetch
+    for name in filter(None, (n.strip() for n in (names or "").split(","))):
+        try:
+            logger.info("published model %s: %s", name, fetch(name))
+        except (FetchError, ValueError, OSError) as e:
+            logger.warning("not offering %s: %s", name, e)
+
+
 def build(root: Path | None = None) -> gr.Blocks:
-    """The page for the models under `root` (default: MINDMAP_CHECKPOINTS, else the shipped checkpoints)."""
-    studio = Studio(root or Path(os.environ.get("MINDMAP_CHECKPOINTS") or default_root()))
+    """The page for the models under `root` (default: MINDMAP_CHECKPOINTS, else the shipped checkpoints and the
+    fetched published generators)."""
+    fetch_published(os.environ.get("MINDMAP_FETCH"))
+    env_root = os.environ.get("MINDMAP_CHECKPOINTS")
+    studio = Studio(root or (Path(env_root) if env_root else None))
     logger.info("checkpoints root %s: %s", studio.root, ", ".join(studio.models) or "no models")
 
     def models() -> list[dict]:

@@ -63,6 +63,11 @@ def _convert(args):
     print(out)
 
 
+def _fetch(args):
+    from .hub import fetch
+    print(fetch(args.name, root=args.root, force=args.force))
+
+
 def _models(args):
     from .registry import list_models
     models = list_models(args.root)
@@ -249,7 +254,7 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     c = sub.add_parser("convert", help="turn a published checkpoint (LlamaGen, ...) into a MINDmap checkpoint folder")
     c.add_argument("family", help="the model family, e.g. llamagen")
     c.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
-    c.add_argument("--size", help="the family's size (llamagen: B, L, XL, XXL); default its smallest published")
+    c.add_argument("--size", help="the family's size (llamagen: B, L, XL, XXL; var: d16, d20, d24, d30); default its smallest")
     c.add_argument("--random-init", action="store_true", help="no source files: the architecture at random weights "
                    "(speed at the published size on any machine)")
     c.add_argument("--arch", help="JSON (inline or a .json file) of architecture overrides by role, e.g. "
@@ -257,6 +262,14 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=0, help="seed of --random-init")
     c.add_argument("--force", action="store_true", help="replace a checkpoint folder already at --out")
     c.set_defaults(func=_convert)
+
+    h = sub.add_parser("fetch", help="download a published generator by name (llamagen-b-256, ...), convert it, "
+                       "cache it")
+    h.add_argument("name", help="llamagen-b-256 or llamagen-l-256")
+    h.add_argument("--root", type=Path, default=None, help="folder to put it in (default $MINDMAP_MODELS or "
+                   "~/.cache/mindmap/models)")
+    h.add_argument("--force", action="store_true", help="download and convert again")
+    h.set_defaults(func=_fetch)
     if command in heavy:
         heavy[command](sub.choices[command])
     return p
@@ -294,8 +307,12 @@ def main(argv=None) -> int:
     args = _parser(command).parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose or args.command in ("train", "data") else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    from .hub import FetchError
     try:
         args.func(args)
+    except FetchError as e:          # needs the network: its own exit code
+        print(f"error: {e}", file=sys.stderr)
+        return 3
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -6,6 +6,9 @@ decode step costs one token's work and never reallocates.
 """
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -20,6 +23,44 @@ class RMSNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x32 = x.float()
         return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)).type_as(x) * self.weight
+
+
+@dataclass(frozen=True)
+class Arch:
+    """Switches the published models need, as configuration; the defaults are MINDmap's own LLaMA flavour."""
+    norm: str = "rms"              # "rms", or "layer": LayerNorm without affine (VAR)
+    norm_eps: float = 1e-6         # LlamaGen: 1e-5
+    mlp: str = "swiglu"            # "swiglu", or "gelu": a GELU(tanh) MLP with biases (VAR, ViT)
+    mlp_ratio: float = 4.0         # the GELU MLP's hidden width over the model width
+    ffn_multiple_of: int = 64      # SwiGLU's width rounding (LlamaGen: 256)
+    bias: bool = False             # biases on the qkv and output projections (VAR: q and v only, k's stays 0)
+    qk_norm: bool = False          # q and k l2-normalised, times a learned per-head scale, softmax scale 1 (VAR)
+
+    def __post_init__(self):
+        for name, allowed in (("norm", ("rms", "layer")), ("mlp", ("swiglu", "gelu"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+
+    def make_norm(self, dim: int) -> nn.Module:
+        if self.norm == "rms":
+            return RMSNorm(dim, self.norm_eps)
+        return nn.LayerNorm(dim, eps=self.norm_eps, elementwise_affine=False)
+
+    def make_mlp(self, dim: int) -> nn.Module:
+        if self.mlp == "swiglu":
+            return SwiGLU(dim, multiple_of=self.ffn_multiple_of)
+        return GeluMLP(dim, round(dim * self.mlp_ratio))
+
+
+class GeluMLP(nn.Module):
+    """fc1 -> GELU (tanh approximation) -> fc2, with biases (VAR's FFN)."""
+
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(dim, hidden), nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
 
 
 class SwiGLU(nn.Module):
@@ -89,14 +130,19 @@ class KVCache(nn.Module):
         return self.k, self.v
 
 
+MAX_QK_SCALE = math.log(100.0)       # VAR clamps the learned log-scale of its normalised attention
+
+
 class Attention(nn.Module):
-    def __init__(self, dim: int, n_heads: int):
+    def __init__(self, dim: int, n_heads: int, bias: bool = False, qk_norm: bool = False):
         super().__init__()
         if dim % n_heads:
             raise ValueError(f"dim {dim} is not divisible by n_heads {n_heads}")
         self.n_heads, self.head_dim = n_heads, dim // n_heads
-        self.wqkv = nn.Linear(dim, 3 * dim, bias=False)
-        self.wo = nn.Linear(dim, dim, bias=False)
+        self.wqkv = nn.Linear(dim, 3 * dim, bias=bias)
+        self.wo = nn.Linear(dim, dim, bias=bias)
+        # qk_norm: cosine attention with a learned log-scale per head (VAR starts it at log 4)
+        self.qk_scale = nn.Parameter(torch.full((n_heads,), math.log(4.0))) if qk_norm else None
         self.cache: KVCache | None = None
 
     def forward(self, x, rope, mask, pos=None):
@@ -104,9 +150,13 @@ class Attention(nn.Module):
         q, k, v = self.wqkv(x).split(x.shape[-1], dim=-1)
         q, k, v = (t.unflatten(-1, (self.n_heads, self.head_dim)).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hd)
         q, k = apply_rope(q, rope), apply_rope(k, rope)
+        scale = None
+        if self.qk_scale is not None:
+            gain = self.qk_scale.clamp(max=MAX_QK_SCALE).exp().to(q.dtype)[:, None, None]
+            q, k, scale = F.normalize(q, dim=-1) * gain, F.normalize(k, dim=-1), 1.0
         if pos is not None:
             k, v = self.cache.update(pos, k, v)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
         return self.wo(y.transpose(1, 2).flatten(2))
 
 
@@ -117,11 +167,10 @@ class Block(nn.Module):
     (1 + scale) + shift). The modulation starts at zero, so an untrained AdaLN block is a plain block.
     """
 
-    def __init__(self, dim: int, n_heads: int, dropout: float = 0.0, adaln: bool = False, norm_eps: float = 1e-6,
-                 ffn_multiple_of: int = 64):
+    def __init__(self, dim: int, n_heads: int, dropout: float = 0.0, adaln: bool = False, arch: Arch = Arch()):
         super().__init__()
-        self.attn_norm, self.attn = RMSNorm(dim, norm_eps), Attention(dim, n_heads)
-        self.ffn_norm, self.ffn = RMSNorm(dim, norm_eps), SwiGLU(dim, multiple_of=ffn_multiple_of)
+        self.attn_norm, self.attn = arch.make_norm(dim), Attention(dim, n_heads, arch.bias, arch.qk_norm)
+        self.ffn_norm, self.ffn = arch.make_norm(dim), arch.make_mlp(dim)
         self.drop = nn.Dropout(dropout)  # residual dropout: the emoji set is small and easy to memorise
         self.ada = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim)) if adaln else None
 
@@ -138,11 +187,10 @@ class Transformer(nn.Module):
     """A stack of LLaMA blocks plus the final norm; the caller owns embeddings and heads."""
 
     def __init__(self, dim: int, n_layers: int, n_heads: int, dropout: float = 0.0, adaln: bool = False,
-                 norm_eps: float = 1e-6, ffn_multiple_of: int = 64):
+                 arch: Arch = Arch()):
         super().__init__()
-        self.blocks = nn.ModuleList(Block(dim, n_heads, dropout, adaln, norm_eps, ffn_multiple_of)
-                                    for _ in range(n_layers))
-        self.norm = RMSNorm(dim, norm_eps)
+        self.blocks = nn.ModuleList(Block(dim, n_heads, dropout, adaln, arch) for _ in range(n_layers))
+        self.norm = arch.make_norm(dim)
 
     def setup_caches(self, batch: int, max_len: int, device, dtype):
         for b in self.blocks:

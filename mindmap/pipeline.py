@@ -108,6 +108,10 @@ class Pipeline:
         check_parts(folder, parts, manifest.get("classes") or [])
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         parts = {role: part.to(device) for role, part in parts.items()}
+        if device.type == "cuda" and manifest.get("gpu_dtype"):
+            # Published generators run in bf16 on a GPU; tokenizers stay in float32 (VQ decoders overflow in fp16).
+            dtype = getattr(torch, manifest["gpu_dtype"])
+            parts = {role: part if role == "tokenizer" else part.to(dtype) for role, part in parts.items()}
         return cls(parts, manifest, model_controls(folder, manifest), name=folder.name)
 
     @property

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .checkpoint import CheckpointError, default_root, load_component, read_manifest
+from .hub import models_cache
 from .pipeline import Pipeline, model_controls
 
 
@@ -20,17 +21,28 @@ class ModelEntry:
         specs = model_controls(self.folder, m)
         return {"name": self.name, "paradigm": m["paradigm"], "conditioning": m.get("conditioning", "class"),
                 "image_size": m.get("image_size"), "grid": m.get("grid"),
+                "group": m.get("group", "emoji"), "random_init": bool(m.get("random_init")),
                 "controls": {s.name: s.describe() for s in specs}, "examples": m.get("example_prompts", [])}
 
 
+def model_roots(root: Path | None = None) -> list[Path]:
+    """Where models are looked for: `root` alone when given, else the shipped `checkpoints/` and then the published
+    models fetched into MINDMAP_MODELS (`python -m mindmap fetch`)."""
+    if root:
+        return [Path(root)]
+    return [default_root(), *[p for p in [models_cache()] if p.is_dir() and p.resolve() != default_root().resolve()]]
+
+
 def list_models(root: Path | None = None) -> list[ModelEntry]:
-    """Generator checkpoints under `root` (default: the shipped `checkpoints/`), sorted by name."""
-    root = Path(root) if root else default_root()
-    entries = []
-    for folder in sorted(p for p in root.glob("*") if (p / "mindmap.json").is_file()):
-        manifest = read_manifest(folder)
-        if manifest["kind"] == "generator":
-            entries.append(ModelEntry(folder.name, folder, manifest))
+    """Generator checkpoints under `root` (default: `model_roots()`), sorted by name within each root; a name
+    found twice is taken from the first root."""
+    entries, seen = [], set()
+    for base in model_roots(root):
+        for folder in sorted(p for p in base.glob("*") if (p / "mindmap.json").is_file()):
+            manifest = read_manifest(folder)
+            if manifest["kind"] == "generator" and folder.name not in seen:
+                entries.append(ModelEntry(folder.name, folder, manifest))
+                seen.add(folder.name)
     return entries
 
 

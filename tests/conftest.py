@@ -3,7 +3,9 @@ one factory (`pipes`) that loads any of them, so pipeline/CLI/app tests run in s
 from __future__ import annotations
 
 import functools
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# Published models a developer fetched stay out of the tests: the registry's second root is an empty folder.
+os.environ["MINDMAP_MODELS"] = tempfile.mkdtemp(prefix="mindmap-models-")
 
 from mindmap.checkpoint import write_manifest  # noqa: E402
 from mindmap.generators.base import PRESETS  # noqa: E402

@@ -186,3 +186,63 @@ def test_text_model_takes_a_prompt_and_refuses_an_empty_one(tiny_app):
         client(tiny_app).predict(model="tiny-text", prompt="   ", api_name="/generate")
     with pytest.raises(Exception, match="unknown control 'class'"):
         client(tiny_app).predict(model="tiny-text", class_name="food-fruit", api_name="/generate")
+
+
+@pytest.fixture(scope="module")
+def mixed_root(tiny_root, tmp_path_factory):
+    """An emoji model beside a published-format one (LlamaGen at random init, 16x16 = 256 tokens)."""
+    from mindmap.convert import convert
+    root = tmp_path_factory.mktemp("mixed")
+    shutil.copytree(tiny_root / "tiny-raster", root / "tiny-raster")
+    shutil.copytree(tiny_root / "tiny-raster", root / "a-first-name")       # sorts first, still an emoji model
+    arch = {"tokenizer": dict(image_size=32, block_out_channels=[32, 32], layers_per_block=1, latent_channels=32,
+                              norm_num_groups=32, codebook_size=64, code_dim=8),
+            "generator": dict(vocab_size=64, num_classes=10, grid=16, dim=64, n_layers=2, n_heads=4)}
+    convert("llamagen", root / "aa-llamagen", random_init=True, arch=arch)
+    return root
+
+
+def test_published_models_are_grouped_after_the_emoji_ones_and_preview_every_16_codes(mixed_root):
+    import app
+    studio = app.Studio(mixed_root)
+    assert list(studio.models) == ["a-first-name", "tiny-raster", "aa-llamagen"]
+    labels = [app.model_label(n, d) for n, d in studio.models.items()]
+    assert labels[0] == "emoji · a-first-name  (raster)"
+    assert labels[-1] == "ImageNet · aa-llamagen  (raster, random weights)"
+    change = studio.on_model_change("aa-llamagen")
+    assert change["widgets"]["class"]["choices"][:2] == ["tench", "goldfish"]
+    assert (change["widgets"]["top_k"]["value"], change["widgets"]["cfg"]["value"]) == (64, 4.0)
+    updates = list(studio.api_generate("aa-llamagen", "goldfish"))
+    assert len(updates) == 256 // 16                                  # 256 tokens: a preview every 16 codes
+    assert updates[-1].image.size == (256, 256) and "step 256/256" in updates[-1].stats
+    assert len(list(studio.api_generate("tiny-raster", "food-fruit"))) == 64   # small grids: every code
+
+
+def test_generation_runs_under_spaces_gpu_when_that_package_is_there(tiny_root, monkeypatch):
+    import importlib
+    import sys
+    import types
+    wrapped = []
+    fake = types.ModuleType("spaces")
+    fake.GPU = lambda fn: wrapped.append(fn.__name__) or fn
+    monkeypatch.setitem(sys.modules, "spaces", fake)
+    import app
+    try:
+        importlib.reload(app).build(tiny_root)
+        assert sorted(wrapped) == ["generate", "ui_generate"]
+    finally:
+        monkeypatch.delitem(sys.modules, "spaces")
+        importlib.reload(app)
+    assert app.on_gpu(len) is len                                    # without the package: a plain call
+
+
+def test_mindmap_fetch_offline_logs_one_line_per_model_and_serves_the_rest(monkeypatch, caplog, tmp_path):
+    import app
+    from huggingface_hub import constants
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("MINDMAP_MODELS", str(tmp_path))
+    with caplog.at_level("WARNING", logger="mindmap.app"):
+        app.fetch_published("llamagen-b-256, no-such-model")
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2 and "c2i_B_256.pt" in lines[0] and "unknown published model 'no-such-model'" in lines[1]
+    assert not any(tmp_path.iterdir())

@@ -89,6 +89,57 @@ def test_converted_folder_streams_and_names_its_sources(llamagen):
     assert llamagen.controls().values["top_k"] == 64 and llamagen.controls().values["cfg"] == 4.0
 
 
+@pytest.fixture(scope="module")
+def var(tmp_path_factory):
+    meta, _ = fixture("var")
+    out = tmp_path_factory.mktemp("convert") / "var-tiny"
+    rc = main(["convert", "var", "--var", str(FIXTURES / "var" / "var.pth"), "--vae", str(FIXTURES / "var" / "vae.pth"),
+               "--arch", json.dumps(meta["arch"]), "--out", str(out)])
+    assert rc == 0
+    return Pipeline.from_pretrained(out, device="cpu")
+
+
+@torch.no_grad()
+def test_var_equals_authors_code(var):
+    meta, ref = fixture("var")
+    gen, tok = var.generator, var.tokenizer
+    scales, labels = meta["scales"], ref["labels"]                   # labels: a class and the null class
+    codes = [ref[f"codes_{s}"].view(2, s, s) for s in scales]
+    assert report("VAR next-scale inputs", tok.teacher_inputs(codes), ref["inputs"]) <= TOL
+    assert report("VAR logits, every scale (teacher forcing)", gen(ref["inputs"], labels), ref["logits"]) <= TOL
+    # The sampler's path: one scale per call, the coarser scales in the KV cache.
+    gen.setup_cache(2)
+    try:
+        steps = []
+        for k, sl in enumerate(gen.slices):
+            x = gen.embed(labels, None if k == 0 else ref["inputs"][:, sl.start - 1:sl.stop - 1], sl.start)
+            steps.append(gen.logits(x, labels, torch.arange(sl.start, sl.stop)))
+    finally:
+        gen.clear_caches()
+    assert report("VAR logits, every scale (KV cache)", torch.cat(steps, 1), ref["logits"]) <= TOL
+    assert report("VAR VQVAE running sum f_hat", tok.f_hat(codes), ref["f_hat"]) <= TOL
+    assert report("VAR VQVAE decode (unclamped)", tok.decoder(tok.post_quant_conv(ref["f_hat"])), ref["unclamped"]) <= TOL
+    assert report("VAR VQVAE decode", tok.decode(codes), ref["decoded"]) <= TOL
+    encoded = tok.encode(ref["image"])
+    assert all(torch.equal(e.flatten(1), ref[f"encoded_{s}"]) for e, s in zip(encoded, scales))
+
+
+def test_var_adaln_rewrite_is_what_makes_it_equal():
+    """The parity test can fail: VAR's AdaLN rows taken in their own order give other logits."""
+    import dataclasses
+    from mindmap.convert import var as family
+    from mindmap.convert.base import Mapping
+    from mindmap.generators.scale import ScaleGPT
+    meta, ref = fixture("var")
+    state = family.prepare_var(torch.load(FIXTURES / "var" / "var.pth", weights_only=True), "var.pth")
+    rewrite = (family.adaln_weight, family.adaln_bias)
+    as_is = Mapping([dataclasses.replace(r, transform=None) if r.transform in rewrite else r
+                     for r in family.VAR_MAPPING.rules], family.VAR_MAPPING.ignore)
+    model = as_is.load(state, ScaleGPT(**{**family.VAR, **meta["arch"]["generator"]}), "var.pth")
+    with torch.no_grad():
+        assert (model(ref["inputs"], ref["labels"]) - ref["logits"]).abs().max() > 1e-2
+
+
 def test_imagenet_names_are_unique_and_searchable():
     names = imagenet_classes()
     assert len(names) == 1000 == len(set(names))
@@ -153,3 +204,61 @@ def test_random_init_builds_the_architecture_without_sources(tmp_path):
     assert pipe(**{"class": "tench"}, seed=0).image.shape == (1, 3, 16, 16)
     again = convert("llamagen", tmp_path / "r", random_init=True, arch=meta["arch"], seed=1, force=True)
     assert torch.equal(Pipeline.from_pretrained(again, device="cpu").generator.head.weight, pipe.generator.head.weight)
+
+
+def test_fetch_downloads_from_the_hub_converts_and_caches(tmp_path, monkeypatch):
+    from hubstandin import HubStandIn
+    from mindmap.hub import HOSTED, Hosted, fetch
+    from mindmap.registry import list_models
+    meta, ref = fixture("llamagen")
+    repo = "someone/llamagen-tiny"
+    files = {(repo, "c2i_tiny.pt"): (FIXTURES / "llamagen" / "gpt.pt").read_bytes(),
+             (repo, "vq_tiny.pt"): (FIXTURES / "llamagen" / "vq.pt").read_bytes()}
+    monkeypatch.setitem(HOSTED, "llamagen-tiny", Hosted("llamagen", "B", repo, {"gpt": "c2i_tiny.pt",
+                                                                               "tokenizer": "vq_tiny.pt"}, meta["arch"]))
+    monkeypatch.setenv("MINDMAP_MODELS", str(tmp_path / "models"))
+    with HubStandIn(files) as hub:
+        out = fetch("llamagen-tiny", endpoint=hub.endpoint, cache_dir=tmp_path / "downloads")
+        assert sorted(p for m, p in hub.requests if m == "GET") == [f"/{repo}/resolve/main/c2i_tiny.pt",
+                                                                     f"/{repo}/resolve/main/vq_tiny.pt"]
+        n = len(hub.requests)
+        assert fetch("llamagen-tiny", endpoint=hub.endpoint) == out and len(hub.requests) == n   # cached: no request
+    assert out == tmp_path / "models" / "llamagen-tiny"
+    assert json.loads((out / "mindmap.json").read_text())["sources"]["tokenizer"]["sha256"] == sha256(
+        FIXTURES / "llamagen" / "vq.pt")
+    assert "python -m mindmap fetch llamagen-tiny" in (out / "README.md").read_text()
+    assert "llamagen-tiny" in [m.name for m in list_models()]           # listed beside the shipped models
+    with torch.no_grad():
+        pipe = Pipeline.from_pretrained(out, device="cpu")
+        assert (pipe.generator(ref["codes"], ref["labels"]) - ref["logits"]).abs().max() <= TOL
+
+
+def test_fetch_offline_stops_at_once_with_one_line(tmp_path):
+    import subprocess
+    import sys
+    env = {**__import__("os").environ, "HF_HUB_OFFLINE": "1", "MINDMAP_MODELS": str(tmp_path)}
+    run = subprocess.run([sys.executable, "-m", "mindmap", "fetch", "llamagen-b-256"], capture_output=True, text=True,
+                         env=env, timeout=60, cwd=Path(__file__).resolve().parent.parent)
+    assert run.returncode == 3 and run.stdout == ""
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1, run.stderr
+    assert "c2i_B_256.pt" in lines[0] and "python -m mindmap convert llamagen --size B --gpt c2i_B_256.pt" in lines[0]
+    assert not any(tmp_path.iterdir())
+
+
+def test_fetch_unreachable_hub_and_unknown_names(tmp_path):
+    from mindmap.hub import FetchError, fetch
+    with pytest.raises(FetchError, match="no network"):
+        fetch("llamagen-b-256", root=tmp_path, endpoint="http://127.0.0.1:9")
+    with pytest.raises(ValueError, match="fetchable: llamagen-b-256"):
+        fetch("llamagen-z-999", root=tmp_path)
+
+
+def test_bf16_generator_samples_valid_codes(llamagen):
+    """What a GPU run does (generator in bf16, tokenizer in float32), here on the CPU."""
+    llamagen.generator.to(torch.bfloat16)
+    try:
+        frame = llamagen(**{"class": "tench"}, seed=0)
+    finally:
+        llamagen.generator.to(torch.float32)
+    assert frame.tokens.min() >= 0 and frame.tokens.max() < 64 and torch.isfinite(frame.image).all()

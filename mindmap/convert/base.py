@@ -140,3 +140,15 @@ def split_attention_rules(ours: str, theirs: str) -> list[Rule]:
     return [Rule(rf"{ours}\.group_norm\.(weight|bias)", rf"{theirs}.norm.{a}"),
             Rule(rf"{ours}\.to_(q|k|v)\.(weight|bias)", rf"{theirs}.{a}.{b}", conv_to_linear),
             Rule(rf"{ours}\.to_out\.0\.(weight|bias)", rf"{theirs}.proj_out.{a}", conv_to_linear)]
+
+
+def _third(i: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    return lambda t: conv_to_linear(t.chunk(3)[i])
+
+
+def merged_attention_rules(ours: str, theirs: str) -> list[Rule]:
+    """A diffusers Attention from an LDM one whose q, k, v are one `qkv` 1x1 conv (VAR's VQVAE)."""
+    a, _ = _inner(ours)
+    return [Rule(rf"{ours}\.group_norm\.(weight|bias)", rf"{theirs}.norm.{a}"),
+            *[Rule(rf"{ours}\.to_{name}\.(weight|bias)", rf"{theirs}.qkv.{a}", _third(i)) for i, name in enumerate("qkv")],
+            Rule(rf"{ours}\.to_out\.0\.(weight|bias)", rf"{theirs}.proj_out.{a}", conv_to_linear)]

@@ -24,12 +24,22 @@ from .base import ConvertError, Mapping, read_state_dict, sha256
 
 @dataclass(frozen=True)
 class Source:
-    """One file a family reads: the CLI flag naming it, the role it fills, how its tensors map."""
+    """One file a family reads: the CLI flag naming it, the role it fills, how its tensors map (a `Mapping`, or a
+    function of the architecture giving one), and `prepare`, which merges tensors the authors keep apart
+    (e.g. VAR's q and v biases into one qkv bias) before the renaming checks every key."""
     flag: str
     role: str
-    mapping: Mapping
+    mapping: Mapping | Callable[[dict], Mapping]
     containers: tuple[str, ...] = ()
     help: str = ""
+    prepare: Callable[[dict, str], dict] | None = None
+
+    def load(self, path: Path, model, arch: dict):
+        state = read_state_dict(path, self.containers)
+        if self.prepare:
+            state = self.prepare(state, str(path))
+        mapping = self.mapping if isinstance(self.mapping, Mapping) else self.mapping(arch)
+        return mapping.load(state, model, label=str(path))
 
 
 @dataclass(frozen=True)
@@ -125,10 +135,8 @@ def convert(family: str, out: Path, files: dict[str, Path | None] | None = None,
     sources = {}
     if not random_init:
         for s in fam.sources:
-            state = read_state_dict(files[s.flag], s.containers)
-            s.mapping.load(state, parts[s.role], label=str(files[s.flag]))
+            s.load(files[s.flag], parts[s.role], config[s.role])
             sources[s.flag] = {"file": files[s.flag].name, "sha256": sha256(files[s.flag])}
-            del state
     tokenizer, generator = parts["tokenizer"], parts["generator"]
     manifest = {
         "kind": "generator", "paradigm": fam.paradigm, "conditioning": "class",

@@ -18,7 +18,7 @@ import torch.nn as nn
 from diffusers.configuration_utils import ConfigMixin
 from diffusers.models.modeling_utils import ModelMixin
 
-from ..nn import Transformer, init_weights, rope_2d
+from ..nn import Arch, Transformer, init_weights, rope_2d
 
 PRESETS = {
     "tiny": dict(dim=64, n_layers=2, n_heads=4),      # tests
@@ -77,7 +77,8 @@ class GridLM(ModelMixin, ConfigMixin):
         else:
             raise ValueError(f"conditioning must be 'class' or 'text', got {conditioning!r}")
         self.tok_emb = nn.Embedding(in_vocab, dim)
-        self.trunk = Transformer(dim, n_layers, n_heads, dropout, norm_eps=norm_eps, ffn_multiple_of=ffn_multiple_of)
+        self.trunk = Transformer(dim, n_layers, n_heads, dropout,
+                                 arch=Arch(norm_eps=norm_eps, ffn_multiple_of=ffn_multiple_of))
         self.head = nn.Linear(dim, vocab_size, bias=False)
         self.register_buffer("rope", rope_2d(grid, dim // n_heads, n_prefix=self.prefix_len, prefix=prefix_rope),
                              persistent=False)

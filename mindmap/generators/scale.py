@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 
-from ..nn import Transformer, init_weights, no_rope
+from ..nn import Arch, Transformer, init_weights, no_rope
 
 PRESETS = {
     "tiny": dict(dim=64, n_layers=2, n_heads=4),
@@ -39,7 +39,11 @@ class ScaleGPT(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, vocab_size: int = 512, num_classes: int = 99, scales: tuple = (1, 2, 3, 4, 5, 6, 8),
                  code_dim: int = 16, dim: int = 256, n_layers: int = 6, n_heads: int = 8, class_dropout: float = 0.1,
-                 dropout: float = 0.0, grid: int | None = None):
+                 dropout: float = 0.0, grid: int | None = None, norm: str = "rms", norm_eps: float = 1e-6,
+                 mlp: str = "swiglu", attn_bias: bool = False, qk_norm: bool = False, head_adaln: bool = False,
+                 head_bias: bool = False):
+        """After `grid`, the switches of the published VAR: LayerNorm without affine, a GELU MLP, q/v biases,
+        normalised attention with a learned per-head scale, AdaLN before the head, a head with a bias."""
         super().__init__()
         scales = tuple(scales)
         self.length = sum(s * s for s in scales)
@@ -47,14 +51,20 @@ class ScaleGPT(ModelMixin, ConfigMixin):
         self.word_embed = nn.Linear(code_dim, dim)                   # next-scale inputs -> width
         self.pos_emb = nn.Parameter(torch.zeros(self.length, dim))
         self.level_emb = nn.Embedding(len(scales), dim)
-        self.trunk = Transformer(dim, n_layers, n_heads, dropout, adaln=True)
-        self.head = nn.Linear(dim, vocab_size, bias=False)
+        arch = Arch(norm=norm, norm_eps=norm_eps, mlp=mlp, bias=attn_bias, qk_norm=qk_norm)
+        self.trunk = Transformer(dim, n_layers, n_heads, dropout, adaln=True, arch=arch)
+        # the class modulates the final norm too: (scale, shift) from the class embedding (VAR's head_nm)
+        self.head_ada = nn.Sequential(nn.SiLU(), nn.Linear(dim, 2 * dim)) if head_adaln else None
+        self.head = nn.Linear(dim, vocab_size, bias=head_bias)
         self.register_buffer("levels", torch.cat([torch.full((s * s,), k) for k, s in enumerate(scales)]),
                              persistent=False)
         self.register_buffer("mask", block_causal(scales), persistent=False)
         self.register_buffer("rope", no_rope(self.length, dim // n_heads), persistent=False)  # no RoPE
         init_weights(self)
         nn.init.normal_(self.pos_emb, std=0.02)
+        if self.head_ada is not None:
+            nn.init.zeros_(self.head_ada[1].weight)
+            nn.init.zeros_(self.head_ada[1].bias)
         self.slices = scale_slices(scales)
 
     @property
@@ -76,11 +86,15 @@ class ScaleGPT(ModelMixin, ConfigMixin):
 
     def logits(self, x: torch.Tensor, labels: torch.Tensor, span: torch.Tensor | None = None) -> torch.Tensor:
         """Run the trunk on tokens x (B, T, dim): the whole sequence (span None) or cached positions `span`."""
+        cond = self.cls_emb(labels)
         if span is None:
             t = x.shape[1]
-            h = self.trunk(x, self.rope[:t], self.mask[:t, :t], cond=self.cls_emb(labels))
+            h = self.trunk(x, self.rope[:t], self.mask[:t, :t], cond=cond)
         else:
-            h = self.trunk(x, self.rope[span], self.mask[span], span, cond=self.cls_emb(labels))
+            h = self.trunk(x, self.rope[span], self.mask[span], span, cond=cond)
+        if self.head_ada is not None:
+            scale, shift = self.head_ada(cond)[:, None].chunk(2, dim=-1)
+            h = h * (1 + scale) + shift
         return self.head(h)
 
     def setup_cache(self, batch: int):

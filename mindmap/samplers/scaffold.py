@@ -36,7 +36,9 @@ class Guidance:
         return x.repeat(2, *[1] * (x.ndim - 1)) if self.guided else x
 
     def mix(self, logits: torch.Tensor, scale: float) -> torch.Tensor:
-        """Rows' logits (or noise) -> guided (B, ...) at `scale`; unchanged when unguided."""
+        """Rows' logits (or noise) -> guided (B, ...) at `scale` in float32 (a bf16 model on a GPU mixes at full
+        precision); unchanged when unguided."""
+        logits = logits.float()
         return cfg_mix(logits, scale) if self.guided else logits
 
 

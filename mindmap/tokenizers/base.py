@@ -101,9 +101,9 @@ class ConvTokenizer(GridTokenizer, ModelMixin, ConfigMixin):
     """Images in [-1, 1] <-> vectors on a (grid x grid) map; subclasses quantize the vectors."""
 
     def _build(self, block_out_channels: tuple, layers_per_block: int, latent_channels: int, norm_num_groups: int,
-               code_dim: int, lowest_attention: bool = False):
-        """`lowest_attention`: self-attention after every res block of the lowest resolution (LlamaGen's VQ-16);
-        the mid block always has one."""
+               code_dim: int, lowest_attention: bool = False, quant_kernel: int = 1):
+        """`lowest_attention`: self-attention after every res block of the lowest resolution (LlamaGen's VQ-16,
+        VAR's VQVAE); the mid block always has one. `quant_kernel`: the code projections' kernel (VAR: 3)."""
         n, lowest = len(block_out_channels), "Attn" if lowest_attention else ""
         self.encoder = Encoder(3, latent_channels, block_out_channels=block_out_channels,
                                down_block_types=("DownEncoderBlock2D",) * (n - 1) + (f"{lowest}DownEncoderBlock2D",),
@@ -111,8 +111,9 @@ class ConvTokenizer(GridTokenizer, ModelMixin, ConfigMixin):
         self.decoder = Decoder(latent_channels, 3, block_out_channels=block_out_channels,    # up_blocks[0]: lowest
                                up_block_types=(f"{lowest}UpDecoderBlock2D",) + ("UpDecoderBlock2D",) * (n - 1),
                                layers_per_block=layers_per_block, norm_num_groups=norm_num_groups)
-        self.quant_conv = nn.Conv2d(latent_channels, code_dim, 1)
-        self.post_quant_conv = nn.Conv2d(code_dim, latent_channels, 1)
+        pad = quant_kernel // 2
+        self.quant_conv = nn.Conv2d(latent_channels, code_dim, quant_kernel, padding=pad)
+        self.post_quant_conv = nn.Conv2d(code_dim, latent_channels, quant_kernel, padding=pad)
 
     @property
     def vocab_size(self) -> int:

@@ -7,6 +7,7 @@ k, area-downsampled to s_{k+1} (`next_input`).
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -33,11 +34,24 @@ class Phi(nn.Module):
         return 0.5 * h + 0.5 * self.conv(h)
 
 
+def phi_of_scales(count: int, scales: int) -> list[int]:
+    """Which of `count` shared phis each of `scales` scales uses: the one whose tick is nearest k / (K - 1).
+
+    VAR's ticks are numpy's linspace(1/(3n), 1 - 1/(3n), n) for n = 4; scale k = (K-1)/2 lies halfway between
+    two ticks, so the tie is broken exactly as numpy computes it (the first of the two)."""
+    edge = 1 / 3 / count if count == 4 else 1 / 2 / count
+    ticks = np.linspace(edge, 1 - edge, count)
+    return [int(np.argmin(np.abs(ticks - k / max(scales - 1, 1)))) for k in range(scales)]
+
+
 class MultiScaleQuantizer(CodebookQuantizer):
-    def __init__(self, codebook_size: int, code_dim: int, scales: tuple[int, ...]):
+    def __init__(self, codebook_size: int, code_dim: int, scales: tuple[int, ...], shared_phi: int = 0):
+        """shared_phi 0: one phi per scale; n > 0: n phis shared by the scales, scale k of K taking the one whose
+        tick is nearest k / (K - 1) (VAR's published VQVAE: 4)."""
         super().__init__(codebook_size, code_dim, init_std=0.1)
         self.scales = tuple(scales)
-        self.phi = nn.ModuleList(Phi(code_dim) for _ in scales)
+        self.phi = nn.ModuleList(Phi(code_dim) for _ in range(shared_phi or len(scales)))
+        self.phi_of = phi_of_scales(shared_phi, len(scales)) if shared_phi else list(range(len(scales)))
 
     def nearest(self, r: torch.Tensor) -> torch.Tensor:
         """r (B, C, s, s) -> codes (B, s, s) by Euclidean distance."""
@@ -50,7 +64,7 @@ class MultiScaleQuantizer(CodebookQuantizer):
         e = self.codebook.weight[codes].permute(0, 3, 1, 2)
         if codes.shape[-1] != grid:
             e = F.interpolate(e, size=(grid, grid), mode="bicubic", align_corners=False)
-        return self.phi[k](e)
+        return self.phi[self.phi_of[k]](e)
 
     def forward(self, z: torch.Tensor):
         """z (B, C, g, g) -> (f_hat with straight-through grads, codes per scale, loss or None, previews)."""
@@ -81,14 +95,18 @@ class MSVQTokenizer(ConvTokenizer):
     @register_to_config
     def __init__(self, image_size: int = 32, block_out_channels: tuple = (32, 64, 64), layers_per_block: int = 1,
                  latent_channels: int = 64, norm_num_groups: int = 16, codebook_size: int = 512, code_dim: int = 16,
-                 scales: tuple | None = None):
+                 scales: tuple | None = None, lowest_attention: bool = False, quant_kernel: int = 1,
+                 shared_phi: int = 0, normalize_latents: bool = True):
+        """After `scales`, the switches of VAR's published VQVAE (attention at the lowest resolution, 3x3 code
+        projections, 4 shared phis, latents as they come)."""
         super().__init__()
-        self._build(block_out_channels, layers_per_block, latent_channels, norm_num_groups, code_dim)
+        self._build(block_out_channels, layers_per_block, latent_channels, norm_num_groups, code_dim, lowest_attention,
+                    quant_kernel)
         scales = tuple(scales) if scales else default_scales(self.grid)
         if list(scales) != sorted(set(scales)) or scales[-1] != self.grid:
             raise ValueError(f"scales must rise strictly and end at the grid ({self.grid}), got {scales}")
         self.register_to_config(scales=list(scales))
-        self.quantizer = MultiScaleQuantizer(codebook_size, code_dim, scales)
+        self.quantizer = MultiScaleQuantizer(codebook_size, code_dim, scales, shared_phi)
 
     @property
     def scales(self) -> tuple[int, ...]:
@@ -101,6 +119,8 @@ class MSVQTokenizer(ConvTokenizer):
         restarts at the new scale set off jumps that diverge (seen in an earlier run of this tokenizer).
         """
         z = super().latents(images)
+        if not self.config.get("normalize_latents", True):
+            return z
         return z * torch.rsqrt(z.pow(2).mean(dim=1, keepdim=True) + 1e-6)
 
     @property
