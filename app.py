@@ -150,7 +150,9 @@ class Studio:
             return ""
         n_classes = len(d["controls"].get("class", {}).get("choices", []))
         return (f"paradigm **{d['paradigm']}** · {d['image_size']} px · {d['grid']}×{d['grid']} tokens"
-                + (f" · {n_classes} classes" if n_classes else " · text prompts"))
+                + (f" · {n_classes} classes" if n_classes else " · text prompts")
+                + (" · **random weights**: the published architecture, for speed; its pictures are noise"
+                   if d.get("random_init") else ""))
 
     def view_label(self, name: str | None) -> str:
         """The caption of the picture particular to the model's paradigm ("" where it has none)."""

@@ -41,7 +41,9 @@ def measure(pipe, batch: int, repeats: int, values: dict) -> dict:
     runs = [_time_run(pipe, batch, 1 + r, values) for r in range(repeats)]
     seconds = statistics.median(r[0] for r in runs)
     tokens = batch * pipe.cells
+    spread = [round(min(r[0] for r in runs) / batch, 4), round(max(r[0] for r in runs) / batch, 4)]
     out = {"controls": dict(values), "seconds": round(seconds, 4), "seconds_per_image": round(seconds / batch, 4),
+           "seconds_per_image_range": spread,
            "tokens_per_s": round(tokens / seconds, 2), "images_per_s": round(batch / seconds, 3),
            "first_frame_ms": round(statistics.median(r[1] for r in runs), 2), "network_calls": runs[0][2].network_calls}
     if "timing" in runs[0][2].views:   # MAR: where the time goes, transformer against diffusion head
@@ -87,13 +89,15 @@ def _row(name: str, r: dict, note: str = "") -> str:
     controls = ", ".join(f"{k}={v}" for k, v in r["controls"].items()) or "defaults"
     split = r.get("split_s")
     split = f"{split['transformer_s']:.3f} / {split['head_s']:.3f}" if split else "—"
-    return (f"| {name} | {controls}{note} | {r['network_calls']} | {r['seconds_per_image']:.4f} | "
+    low, high = r.get("seconds_per_image_range", [r["seconds_per_image"]] * 2)
+    return (f"| {name} | {controls}{note} | {r['network_calls']} | {r['seconds_per_image']:.4f} "
+            f"({low:.4f}–{high:.4f}) | "
             f"{r['images_per_s']:.2f} | {r['tokens_per_s']:.0f} | {r['first_frame_ms']:.1f} | {split} |")
 
 
 def markdown_table(out: dict) -> str:
     """One bench run as a table: each model at its defaults, its naive baseline, the sweep."""
-    head = ("| model | controls | network calls | s/image | images/s | tokens/s | first preview (ms) | "
+    head = ("| model | controls | network calls | s/image (min–max) | images/s | tokens/s | first preview (ms) | "
             "transformer / head s (MAR) |\n|---|---|---|---|---|---|---|---|")
     rows = []
     for r in [out, *out.get("against", {}).values()]:

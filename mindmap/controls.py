@@ -77,6 +77,9 @@ class Control:
         """This control for one model: every field given as a function of its facts, resolved."""
         resolved = {f: getattr(self, f)(facts) for f in ("default", "min", "max", "choices")
                     if callable(getattr(self, f))}
+        help_text = (facts.manifest.get("help") or {}).get(self.name)   # a model may word it for itself
+        if isinstance(help_text, str):
+            resolved["help"] = help_text
         return dataclasses.replace(self, **resolved) if resolved else self
 
     def allowed(self) -> str:

@@ -210,7 +210,9 @@ def test_published_models_are_grouped_after_the_emoji_ones_and_preview_every_16_
     assert labels[0] == "emoji · a-first-name  (raster)"
     assert labels[-1] == "ImageNet · aa-llamagen  (raster, random weights)"
     change = studio.on_model_change("aa-llamagen")
+    assert "1000 classes" not in change["info"] and "10 classes" in change["info"] and "random weights" in change["info"]
     assert change["widgets"]["class"]["choices"][:2] == ["tench", "goldfish"]
+    assert change["widgets"]["class"]["info"] == "ImageNet-1k class (type to search)"
     assert (change["widgets"]["top_k"]["value"], change["widgets"]["cfg"]["value"]) == (64, 4.0)
     updates = list(studio.api_generate("aa-llamagen", "goldfish"))
     assert len(updates) == 256 // 16                                  # 256 tokens: a preview every 16 codes

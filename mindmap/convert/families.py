@@ -142,7 +142,7 @@ def convert(family: str, out: Path, files: dict[str, Path | None] | None = None,
         "kind": "generator", "paradigm": fam.paradigm, "conditioning": "class",
         "components": {role: role for role in parts}, "image_size": tokenizer.image_size, "grid": tokenizer.grid,
         "classes": imagenet_classes(generator.config.num_classes), "defaults": fam.defaults(config),
-        "group": "published", "family": fam.name, "size": size, "gpu_dtype": "bfloat16",
+        "help": {"class": "ImageNet-1k class (type to search)"}, "group": "published", "family": fam.name, "size": size, "gpu_dtype": "bfloat16",
         "random_init": random_init, "sources": sources,
     }
     out = Path(out)
@@ -151,7 +151,8 @@ def convert(family: str, out: Path, files: dict[str, Path | None] | None = None,
         for role, part in parts.items():
             save_component(part, tmp / role)
         write_manifest(tmp, manifest)
-        (tmp / "README.md").write_text(model_card(fam, size, config, sources, random_init, command))
+        counts = {role: sum(p.numel() for p in part.parameters()) for role, part in parts.items()}
+        (tmp / "README.md").write_text(model_card(fam, size, config, sources, random_init, command, counts))
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
@@ -161,8 +162,9 @@ def convert(family: str, out: Path, files: dict[str, Path | None] | None = None,
     return out
 
 
-def model_card(fam: Family, size: str, config: dict, sources: dict, random_init: bool, command: str) -> str:
-    params = ""
+def model_card(fam: Family, size: str, config: dict, sources: dict, random_init: bool, command: str,
+               counts: dict[str, int]) -> str:
+    params = "- Parameters: " + ", ".join(f"{role} {n / 1e6:.1f}M" for role, n in counts.items())
     if random_init:
         origin = ("**Random weights** at the published architecture (`--random-init`): for measuring speed and "
                   "trying the app at the real size. Its images are noise.")
@@ -181,6 +183,7 @@ def model_card(fam: Family, size: str, config: dict, sources: dict, random_init:
 - Class names: ImageNet-1k, from the `imagenet-classes` package (MIT).
 - Command: `{command or 'python -m mindmap convert ' + fam.name}`
 {params}
+
 ## Architecture
 {arch}
 """
