@@ -35,10 +35,10 @@ class Hosted:
 
 
 HOSTED = {
-    "llamagen-b-256": Hosted("llamagen", "B", "FoundationVision/LlamaGen",
-                             {"gpt": "c2i_B_256.pt", "tokenizer": "vq_ds16_c2i.pt"}),
-    "llamagen-l-256": Hosted("llamagen", "L", "FoundationVision/LlamaGen",
-                             {"gpt": "c2i_L_256.pt", "tokenizer": "vq_ds16_c2i.pt"}),
+    **{f"llamagen-{size.lower()}-{px}": Hosted("llamagen", size if px == 256 else f"{size}-{px}",
+                                               "FoundationVision/LlamaGen",
+                                               {"gpt": f"c2i_{size}_{px}.pt", "tokenizer": "vq_ds16_c2i.pt"})
+       for size, px in (("B", 256), ("L", 256), ("B", 384), ("L", 384), ("XL", 384), ("XXL", 384), ("3B", 384))},
     **{f"var-d{d}": Hosted("var", f"d{d}", "FoundationVision/var", {"var": f"var_d{d}.pth",
                                                                    "vae": "vae_ch160v4096z32.pth"})
        for d in (16, 20, 24, 30)},

@@ -190,7 +190,7 @@ def test_convert_refuses_pickles_wrong_files_and_occupied_folders(tmp_path, caps
     with pytest.raises(ConvertError, match="not a MINDmap checkpoint; not touching it"):
         convert("llamagen", tmp_path / "photos", random_init=True, arch=meta["arch"])
     assert (tmp_path / "photos" / "cat.jpg").read_bytes() == b"x"
-    with pytest.raises(ConvertError, match="--size must be one of B, L, XL, XXL"):
+    with pytest.raises(ConvertError, match="--size must be one of B, L, B-384, L-384, XL-384"):
         convert("llamagen", tmp_path / "e", random_init=True, size="S")
     assert main(["convert", "llamagen", "--out", str(tmp_path / "f"), "--arch", "{not json"]) == 2
     assert "--arch: not valid JSON" in capsys.readouterr().err

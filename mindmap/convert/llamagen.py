@@ -20,7 +20,9 @@ VQ16 = dict(image_size=256, block_out_channels=(128, 128, 256, 256, 512), layers
             norm_num_groups=32, codebook_size=16384, code_dim=8, lowest_attention=True)
 GPT = dict(vocab_size=16384, num_classes=1000, grid=16, class_dropout=0.1, dropout=0.0, norm_eps=1e-5,
            ffn_multiple_of=256, prefix_rope="zero")
-WIDTHS = {"B": (768, 12, 12), "L": (1024, 24, 16), "XL": (1280, 36, 20), "XXL": (1536, 48, 24)}
+WIDTHS = {"B": (768, 12, 12), "L": (1024, 24, 16), "XL": (1280, 36, 20), "XXL": (1536, 48, 24), "3B": (3200, 24, 32)}
+# The published class-conditional GPTs: B and L at 256 px (16x16 codes), every size at 384 px (24x24 codes).
+SIZES = {"B": ("B", 256), "L": ("L", 256), **{f"{w}-384": (w, 384) for w in WIDTHS}}
 
 
 def _coder_rules(side: str, blocks: str, resample: str) -> list[Rule]:
@@ -62,12 +64,13 @@ def build(arch: dict) -> dict:
 
 
 FAMILY = register(Family(
-    name="llamagen", paradigm="raster", title="LlamaGen class-conditional GPT + VQ-16 (ImageNet 256x256)",
-    sizes={size: {"tokenizer": dict(VQ16), "generator": dict(GPT, dim=d, n_layers=n, n_heads=h)}
-           for size, (d, n, h) in WIDTHS.items()},
+    name="llamagen", paradigm="raster", title="LlamaGen class-conditional GPT + VQ-16 (ImageNet 256x256 or 384x384)",
+    sizes={size: {"tokenizer": dict(VQ16, image_size=px),
+                  "generator": dict(GPT, grid=px // 16, **dict(zip(("dim", "n_layers", "n_heads"), WIDTHS[width])))}
+           for size, (width, px) in SIZES.items()},
     build=build,
     sources=(Source("gpt", "generator", GPT_MAPPING, ("model", "module", "state_dict"),
-                    "the GPT, e.g. c2i_B_256.pt"),
+                    "the GPT, e.g. c2i_B_256.pt (size B) or c2i_XL_384.pt (XL-384)"),
              Source("tokenizer", "tokenizer", VQ_MAPPING, ("model", "state_dict"), "the VQ-16 tokenizer, vq_ds16_c2i.pt")),
     licence="MIT (FoundationVision/LlamaGen, code and weights).",
     upstream="FoundationVision/LlamaGen",
