@@ -42,6 +42,9 @@ HOSTED = {
     **{f"var-d{d}": Hosted("var", f"d{d}", "FoundationVision/var", {"var": f"var_d{d}.pth",
                                                                    "vae": "vae_ch160v4096z32.pth"})
        for d in (16, 20, 24, 30)},
+    # The authors host MAR outside any hub; this mirror holds their state dicts as safetensors (every key and
+    # shape is checked at conversion, like any file).
+    "mar-b": Hosted("mar", "B", "jadechoghari/mar", {"mar": "mar-base.safetensors", "kl": "kl16.safetensors"}),
 }
 
 

@@ -28,39 +28,45 @@ class RMSNorm(nn.Module):
 @dataclass(frozen=True)
 class Arch:
     """Switches the published models need, as configuration; the defaults are MINDmap's own LLaMA flavour."""
-    norm: str = "rms"              # "rms", or "layer": LayerNorm without affine (VAR)
+    norm: str = "rms"              # "rms", or "layer": LayerNorm (VAR: without affine; ViT/MAR: with)
     norm_eps: float = 1e-6         # LlamaGen: 1e-5
-    mlp: str = "swiglu"            # "swiglu", or "gelu": a GELU(tanh) MLP with biases (VAR, ViT)
+    norm_affine: bool = False      # LayerNorm with a learned gain and bias (ViT blocks, MAR)
+    mlp: str = "swiglu"            # "swiglu", or "gelu": a GELU MLP with biases (VAR, ViT)
+    gelu: str = "tanh"             # the GELU MLP's approximation: "tanh" (VAR) or "none" (exact, timm's ViT)
     mlp_ratio: float = 4.0         # the GELU MLP's hidden width over the model width
     ffn_multiple_of: int = 64      # SwiGLU's width rounding (LlamaGen: 256)
     bias: bool = False             # biases on the qkv and output projections (VAR: q and v only, k's stays 0)
     qk_norm: bool = False          # q and k l2-normalised, times a learned per-head scale, softmax scale 1 (VAR)
 
     def __post_init__(self):
-        for name, allowed in (("norm", ("rms", "layer")), ("mlp", ("swiglu", "gelu"))):
+        for name, allowed in (("norm", ("rms", "layer")), ("mlp", ("swiglu", "gelu")), ("gelu", ("tanh", "none"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
 
     def make_norm(self, dim: int) -> nn.Module:
         if self.norm == "rms":
             return RMSNorm(dim, self.norm_eps)
-        return nn.LayerNorm(dim, eps=self.norm_eps, elementwise_affine=False)
+        return nn.LayerNorm(dim, eps=self.norm_eps, elementwise_affine=self.norm_affine)
 
     def make_mlp(self, dim: int) -> nn.Module:
         if self.mlp == "swiglu":
             return SwiGLU(dim, multiple_of=self.ffn_multiple_of)
-        return GeluMLP(dim, round(dim * self.mlp_ratio))
+        return GeluMLP(dim, round(dim * self.mlp_ratio), self.gelu)
+
+
+VIT = Arch(norm="layer", norm_affine=True, mlp="gelu", gelu="none", bias=True)   # timm's ViT Block (MAR)
 
 
 class GeluMLP(nn.Module):
-    """fc1 -> GELU (tanh approximation) -> fc2, with biases (VAR's FFN)."""
+    """fc1 -> GELU -> fc2, with biases (VAR's FFN with the tanh approximation, timm's ViT MLP exact)."""
 
-    def __init__(self, dim: int, hidden: int):
+    def __init__(self, dim: int, hidden: int, approximate: str = "tanh"):
         super().__init__()
         self.fc1, self.fc2 = nn.Linear(dim, hidden), nn.Linear(hidden, dim)
+        self.approximate = approximate
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+        return self.fc2(F.gelu(self.fc1(x), approximate=self.approximate))
 
 
 class SwiGLU(nn.Module):

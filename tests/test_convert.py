@@ -27,13 +27,18 @@ def fixture(family: str) -> tuple[dict, dict[str, torch.Tensor]]:
     return meta, load_file(FIXTURES / family / "outputs.safetensors")
 
 
-def convert_llamagen(out: Path, arch: dict | None = None) -> Pipeline:
-    meta, _ = fixture("llamagen")
-    arch = arch or meta["arch"]
-    rc = main(["convert", "llamagen", "--gpt", str(FIXTURES / "llamagen" / "gpt.pt"), "--tokenizer",
-               str(FIXTURES / "llamagen" / "vq.pt"), "--arch", json.dumps(arch), "--out", str(out)])
-    assert rc == 0
+def convert_fixture(family: str, files: dict[str, str], out: Path, arch: dict | None = None) -> Pipeline:
+    """`python -m mindmap convert FAMILY` on a fixture's files (flag -> file name), then load the folder."""
+    meta, _ = fixture(family)
+    args = ["convert", family, "--arch", json.dumps(arch or meta["arch"]), "--out", str(out)]
+    for flag, name in files.items():
+        args += [f"--{flag}", str(FIXTURES / family / name)]
+    assert main(args) == 0
     return Pipeline.from_pretrained(out, device="cpu")
+
+
+def convert_llamagen(out: Path, arch: dict | None = None) -> Pipeline:
+    return convert_fixture("llamagen", {"gpt": "gpt.pt", "tokenizer": "vq.pt"}, out, arch)
 
 
 def report(name: str, ours: torch.Tensor, theirs: torch.Tensor) -> float:
@@ -91,12 +96,7 @@ def test_converted_folder_streams_and_names_its_sources(llamagen):
 
 @pytest.fixture(scope="module")
 def var(tmp_path_factory):
-    meta, _ = fixture("var")
-    out = tmp_path_factory.mktemp("convert") / "var-tiny"
-    rc = main(["convert", "var", "--var", str(FIXTURES / "var" / "var.pth"), "--vae", str(FIXTURES / "var" / "vae.pth"),
-               "--arch", json.dumps(meta["arch"]), "--out", str(out)])
-    assert rc == 0
-    return Pipeline.from_pretrained(out, device="cpu")
+    return convert_fixture("var", {"var": "var.pth", "vae": "vae.pth"}, tmp_path_factory.mktemp("convert") / "var-tiny")
 
 
 @torch.no_grad()
@@ -138,6 +138,37 @@ def test_var_adaln_rewrite_is_what_makes_it_equal():
     model = as_is.load(state, ScaleGPT(**{**family.VAR, **meta["arch"]["generator"]}), "var.pth")
     with torch.no_grad():
         assert (model(ref["inputs"], ref["labels"]) - ref["logits"]).abs().max() > 1e-2
+
+
+@pytest.fixture(scope="module")
+def mar(tmp_path_factory):
+    return convert_fixture("mar", {"mar": "checkpoint-last.pth", "kl": "kl.ckpt"},
+                           tmp_path_factory.mktemp("convert") / "mar-tiny")
+
+
+@torch.no_grad()
+def test_mar_equals_authors_code(mar):
+    _, ref = fixture("mar")
+    gen, tok = mar.generator, mar.tokenizer
+    cond = gen.condition(ref["tokens"], ref["known"], ref["labels"])        # labels: a class and fake_latent
+    assert report("MAR encoder/decoder conditions (fixed tokens and order)", cond, ref["cond"]) <= TOL
+    # It can fail: the class in the second row instead of MAR's fake_latent (MINDmap's null class) is another input.
+    assert (gen.condition(ref["tokens"], ref["known"], ref["labels"][:1].repeat(2))[1] - ref["cond"][1]).abs().max() > 1e-2
+    head = gen.head.outputs(ref["noise"], ref["steps"], ref["head_cond"])
+    assert report("MAR diffusion head output (noise and learned variance)", head, ref["head"]) <= TOL
+    assert torch.equal(gen.head(ref["noise"], ref["steps"], ref["head_cond"]), head[:, :gen.config.token_dim])
+    assert report("MAR KL-16 decoder image", tok.decode(ref["latents"]).sample, ref["decoded"]) <= TOL
+    assert report("MAR KL-16 encoder posterior mean", tok.encode(ref["image"]).latent_dist.mode(), ref["mean"]) <= TOL
+
+
+def test_mar_converted_samples_and_refuses_ragged_rows(mar):
+    frame = mar(**{"class": "tench"}, seed=0, steps=4, diffusion_steps=3)
+    assert frame.image.shape == (1, 3, 16, 16) and torch.isfinite(frame.image).all() and frame.network_calls == 4
+    assert mar.manifest["defaults"]["cfg"] == 3.0                          # the tiny width is none of B / L / H
+    known = torch.zeros(2, 64, dtype=torch.bool)
+    known[0, :3] = True
+    with pytest.raises(ValueError, match="same number of tokens"):
+        mar.generator.condition(torch.zeros(2, 64, 4), known, torch.tensor([0, 1]))
 
 
 def test_imagenet_names_are_unique_and_searchable():

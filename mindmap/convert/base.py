@@ -152,3 +152,24 @@ def merged_attention_rules(ours: str, theirs: str) -> list[Rule]:
     return [Rule(rf"{ours}\.group_norm\.(weight|bias)", rf"{theirs}.norm.{a}"),
             *[Rule(rf"{ours}\.to_{name}\.(weight|bias)", rf"{theirs}.qkv.{a}", _third(i)) for i, name in enumerate("qkv")],
             Rule(rf"{ours}\.to_out\.0\.(weight|bias)", rf"{theirs}.proj_out.{a}", conv_to_linear)]
+
+
+def ldm_autoencoder_rules(levels: int, attention: Callable[[str, str], list[Rule]]) -> list[Rule]:
+    """A diffusers Encoder/Decoder pair from LDM names (`encoder.down.{i}.block`, `mid.block_1`, `decoder.up.{i}`;
+    the decoder's `up.{levels-1}` is its lowest resolution, diffusers' `up_blocks.0`). `attention`: the rules of
+    one attention block (`split_attention_rules` or `merged_attention_rules`)."""
+    rules = [Rule(r"(encoder|decoder)\.(conv_in|conv_out)\.(weight|bias)", r"\1.\2.\3"),
+             Rule(r"(encoder|decoder)\.conv_norm_out\.(weight|bias)", r"\1.norm_out.\2"),
+             *ldm_resnet_rules(r"encoder\.down_blocks\.(\d+)\.resnets\.(\d+)", r"encoder.down.\1.block.\2"),
+             *attention(r"encoder\.down_blocks\.(\d+)\.attentions\.(\d+)", r"encoder.down.\1.attn.\2"),
+             Rule(r"encoder\.down_blocks\.(\d+)\.downsamplers\.0\.conv\.(weight|bias)", r"encoder.down.\1.downsample.conv.\2")]
+    for side in ("encoder", "decoder"):
+        rules += [*ldm_resnet_rules(rf"{side}\.mid_block\.resnets\.0", f"{side}.mid.block_1"),
+                  *attention(rf"{side}\.mid_block\.attentions\.0", f"{side}.mid.attn_1"),
+                  *ldm_resnet_rules(rf"{side}\.mid_block\.resnets\.1", f"{side}.mid.block_2")]
+    for j in range(levels):
+        i = levels - 1 - j
+        rules += [*ldm_resnet_rules(rf"decoder\.up_blocks\.{j}\.resnets\.(\d+)", rf"decoder.up.{i}.block.\1"),
+                  *attention(rf"decoder\.up_blocks\.{j}\.attentions\.(\d+)", rf"decoder.up.{i}.attn.\1"),
+                  Rule(rf"decoder\.up_blocks\.{j}\.upsamplers\.0\.conv\.(weight|bias)", rf"decoder.up.{i}.upsample.conv.\1")]
+    return rules

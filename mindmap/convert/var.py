@@ -22,7 +22,7 @@ import torch
 
 from ..generators.scale import ScaleGPT
 from ..tokenizers.msvq import MSVQTokenizer
-from .base import ConvertError, Mapping, Rule, ldm_resnet_rules, merged_attention_rules
+from .base import ConvertError, Mapping, Rule, ldm_autoencoder_rules, merged_attention_rules
 from .families import Family, Source, register
 
 SCALES = (1, 2, 3, 4, 5, 6, 8, 10, 13, 16)
@@ -34,29 +34,12 @@ VAR = dict(vocab_size=4096, num_classes=1000, scales=SCALES, code_dim=32, grid=1
 DEPTHS = (16, 20, 24, 30)                       # width 64 x depth, depth heads
 
 
-def _mid_rules(side: str) -> list[Rule]:
-    return [*ldm_resnet_rules(rf"{side}\.mid_block\.resnets\.0", f"{side}.mid.block_1"),
-            *merged_attention_rules(rf"{side}\.mid_block\.attentions\.0", f"{side}.mid.attn_1"),
-            *ldm_resnet_rules(rf"{side}\.mid_block\.resnets\.1", f"{side}.mid.block_2")]
-
-
 def vae_mapping(arch: dict) -> Mapping:
-    n = len(arch["block_out_channels"])
-    rules = [Rule(rf"(encoder|decoder)\.(conv_in|conv_out)\.(weight|bias)", r"\1.\2.\3"),
-             Rule(rf"(encoder|decoder)\.conv_norm_out\.(weight|bias)", r"\1.norm_out.\2"),
-             *ldm_resnet_rules(r"encoder\.down_blocks\.(\d+)\.resnets\.(\d+)", r"encoder.down.\1.block.\2"),
-             *merged_attention_rules(r"encoder\.down_blocks\.(\d+)\.attentions\.(\d+)", r"encoder.down.\1.attn.\2"),
-             Rule(r"encoder\.down_blocks\.(\d+)\.downsamplers\.0\.conv\.(weight|bias)", r"encoder.down.\1.downsample.conv.\2"),
-             *_mid_rules("encoder"), *_mid_rules("decoder"),
-             Rule(r"(quant_conv|post_quant_conv)\.(weight|bias)", r"\1.\2"),
-             Rule(r"quantizer\.codebook\.weight", "quantize.embedding.weight"),
-             Rule(r"quantizer\.phi\.(\d+)\.conv\.(weight|bias)", r"quantize.quant_resi.qresi_ls.\1.\2")]
-    for j in range(n):                  # diffusers' up_blocks.j is the authors' up.{n-1-j}
-        i = n - 1 - j
-        rules += [*ldm_resnet_rules(rf"decoder\.up_blocks\.{j}\.resnets\.(\d+)", rf"decoder.up.{i}.block.\1"),
-                  *merged_attention_rules(rf"decoder\.up_blocks\.{j}\.attentions\.(\d+)", rf"decoder.up.{i}.attn.\1"),
-                  Rule(rf"decoder\.up_blocks\.{j}\.upsamplers\.0\.conv\.(weight|bias)", rf"decoder.up.{i}.upsample.conv.\1")]
-    return Mapping(rules, ignore=(r"quantize\.ema_vocab_hit_SV",))
+    return Mapping([*ldm_autoencoder_rules(len(arch["block_out_channels"]), merged_attention_rules),
+                    Rule(r"(quant_conv|post_quant_conv)\.(weight|bias)", r"\1.\2"),
+                    Rule(r"quantizer\.codebook\.weight", "quantize.embedding.weight"),
+                    Rule(r"quantizer\.phi\.(\d+)\.conv\.(weight|bias)", r"quantize.quant_resi.qresi_ls.\1.\2")],
+                   ignore=(r"quantize\.ema_vocab_hit_SV",))
 
 
 def prepare_var(state: dict, label: str) -> dict:
