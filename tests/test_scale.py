@@ -74,3 +74,18 @@ def test_seeds_and_bad_controls(pipes):
     for values, name in (({"cfg_schedule": "cubic"}, "cfg_schedule"), ({"cfg": 0}, "cfg"), ({"steps": 4}, "steps")):
         with pytest.raises(ValueError, match=name):
             scale_pipe(**values)
+
+
+def test_a_run_without_previews_decodes_only_its_picture(pipes, monkeypatch):
+    """The picture after each scale is decoded when the pyramid view reads it, once, not on every run."""
+    scale_pipe = pipes("tiny-scale")
+    calls = []
+    decode = type(scale_pipe.tokenizer).decode_vectors
+    monkeypatch.setattr(type(scale_pipe.tokenizer), "decode_vectors", lambda tok, v: calls.append(1) or decode(tok, v))
+    frame = scale_pipe(seed=3)
+    assert len(calls) == 1
+    images = frame.views["scale_images"]
+    first = images[0]
+    assert len(images) == 7 and len(calls) == 2 and images[0] is first and len(calls) == 2   # decoded once, kept
+    assert torch.equal(images[-1], frame.image)
+    assert torch.allclose(images[2], scale_pipe.tokenizer.decode(frame.views["pyramid"][:3]), atol=1e-5)

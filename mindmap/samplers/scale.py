@@ -8,6 +8,7 @@ constant. `cached=False` recomputes every coarser scale at every step (the naive
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Iterator
 
 import torch
@@ -16,6 +17,25 @@ import torch.nn.functional as F
 from ..frames import Frame
 from ..sampling import cfg_at, filter_logits, sample
 from .scaffold import Guidance, Progress, due, kv_cache
+
+
+class ScaleImages(Sequence):
+    """The picture after each scale so far, decoded when first read and kept: the pyramid view reads them all,
+    while a run without previews (`pipe()`, the benchmark) decodes only its final picture. At 256 px a decode
+    costs as much as a VAR-d16 step on a CPU."""
+
+    def __init__(self, tokenizer, sums: list[torch.Tensor], cache: dict):
+        self._tokenizer, self._sums, self._cache = tokenizer, sums, cache
+
+    def __len__(self) -> int:
+        return len(self._sums)
+
+    def __getitem__(self, k: int) -> torch.Tensor:
+        k = range(len(self._sums))[k]
+        if k not in self._cache:
+            with torch.inference_mode():
+                self._cache[k] = self._tokenizer.decode_vectors(self._sums[k])
+        return self._cache[k]
 
 
 def _on_grid(values: torch.Tensor, grid: int) -> torch.Tensor:
@@ -33,7 +53,7 @@ def sample_scale(model, tokenizer, cond, generator: torch.Generator, *, cfg: flo
     guide = Guidance(cond, model.null_class, cfg)
     batch = guide.batch
     f_hat = tokenizer.start_sum(batch, device)
-    pyramid, previews, xs = [], [], []
+    pyramid, sums, decoded, xs = [], [], {}, []
     with kv_cache(model, guide.rows.shape[0], enabled=cached):
         for k, (s, sl) in enumerate(zip(scales, model.slices)):
             inputs = None if k == 0 else guide.double(tokenizer.next_input(f_hat, k))
@@ -48,10 +68,11 @@ def sample_scale(model, tokenizer, cond, generator: torch.Generator, *, cfg: flo
             progress.calls += 1
             pyramid.append(codes)
             f_hat = tokenizer.add_scale(f_hat, codes, k)
-            previews.append(tokenizer.decode_vectors(f_hat))
+            sums.append(f_hat)
             if due(k + 1, len(scales), preview_every):
+                previews = ScaleImages(tokenizer, list(sums), decoded)
                 yield progress.frame(previews[-1], _on_grid(codes, grid).long(),
                                      torch.full((batch, grid, grid), k, dtype=torch.long, device=device),
                                      torch.zeros(batch, grid, grid, dtype=torch.bool, device=device),
                                      _on_grid(probs, grid), k + 1, len(scales),
-                                     views={"pyramid": list(pyramid), "scale_images": list(previews), "scales": scales})
+                                     views={"pyramid": list(pyramid), "scale_images": previews, "scales": scales})
