@@ -285,11 +285,15 @@ def test_fetch_unreachable_hub_and_unknown_names(tmp_path):
         fetch("llamagen-z-999", root=tmp_path)
 
 
-def test_bf16_generator_samples_valid_codes(llamagen):
-    """What a GPU run does (generator in bf16, tokenizer in float32), here on the CPU."""
-    llamagen.generator.to(torch.bfloat16)
+@pytest.mark.parametrize("family, controls", [("llamagen", {}), ("var", {}), ("mar", {"steps": 4, "diffusion_steps": 3})])
+def test_bf16_generator_samples(family, controls, request):
+    """What a GPU run does (generator in bf16, tokenizer in float32), here on the CPU, for every family."""
+    pipe = request.getfixturevalue(family)
+    pipe.generator.to(torch.bfloat16)
     try:
-        frame = llamagen(**{"class": "tench"}, seed=0)
+        frame = pipe(**{"class": "tench"}, seed=0, **controls)
     finally:
-        llamagen.generator.to(torch.float32)
-    assert frame.tokens.min() >= 0 and frame.tokens.max() < 64 and torch.isfinite(frame.image).all()
+        pipe.generator.to(torch.float32)
+    assert torch.isfinite(frame.image).all() and frame.image.shape[-1] == 16
+    if family != "mar":
+        assert frame.tokens.min() >= 0 and frame.tokens.max() < 64

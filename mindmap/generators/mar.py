@@ -75,6 +75,7 @@ class DiffusionHead(nn.Module):
 
     def outputs(self, x: torch.Tensor, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """Everything the head predicts: (M, C) noise, then (M, C) variance values when it learned them."""
+        x, z = x.to(self.inp.weight.dtype), z.to(self.inp.weight.dtype)     # a bf16 head, fp32 diffusion state
         c = self.time_emb(self.time_proj(t).to(x.dtype)) + self.cond(z)
         h = self.inp(x)
         for block in self.blocks:
@@ -144,6 +145,7 @@ class MARGPT(ModelMixin, ConfigMixin):
 
     def condition(self, tokens: torch.Tensor, known: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """tokens (B, N, C), known (B, N) bool, labels (B,) -> a condition vector per cell, (B, N, dim)."""
+        tokens = tokens.to(self.cls_emb.weight.dtype)                         # a bf16 model, fp32 tokens
         if self.config.get("layout", "rope") == "mae":
             return self._condition_mae(tokens, known, labels)
         x = torch.where(known[..., None], self.in_proj(tokens), self.mask_vector.to(tokens.dtype))

@@ -79,7 +79,7 @@ class ScaleGPT(ModelMixin, ConfigMixin):
         """Token embeddings for positions first .. first+T-1: the start token (first == 0) then `inputs` (B, T', C)."""
         parts = [self.cls_emb(labels)[:, None]] if first == 0 else []
         if inputs is not None and inputs.shape[1]:
-            parts.append(self.word_embed(inputs))
+            parts.append(self.word_embed(inputs.to(self.word_embed.weight.dtype)))   # a bf16 model, fp32 tokenizer
         x = torch.cat(parts, dim=1)
         span = torch.arange(first, first + x.shape[1], device=x.device)
         return x + self.pos_emb[span] + self.level_emb(self.levels[span])
