@@ -152,10 +152,12 @@ class Attention(nn.Module):
         self.cache: KVCache | None = None
 
     def forward(self, x, rope, mask, pos=None):
-        """x (B, T, C); rope (T, hd/2, 2); mask (T, T_kv) bool, True = may attend; pos (T,) writes the cache."""
+        """x (B, T, C); rope (T, hd/2, 2), or None for a model without rotary positions; mask (T, T_kv) bool,
+        True = may attend; pos (T,) writes the cache."""
         q, k, v = self.wqkv(x).split(x.shape[-1], dim=-1)
         q, k, v = (t.unflatten(-1, (self.n_heads, self.head_dim)).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hd)
-        q, k = apply_rope(q, rope), apply_rope(k, rope)
+        if rope is not None:
+            q, k = apply_rope(q, rope), apply_rope(k, rope)
         scale = None
         if self.qk_scale is not None:
             gain = self.qk_scale.clamp(max=MAX_QK_SCALE).exp().to(q.dtype)[:, None, None]

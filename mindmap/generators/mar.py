@@ -15,7 +15,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from diffusers.models.modeling_utils import ModelMixin
 
-from ..nn import VIT, Transformer, init_weights, no_rope, rope_2d
+from ..nn import VIT, Transformer, init_weights, rope_2d
 from .masked import random_mask
 
 PRESETS = {
@@ -128,8 +128,7 @@ class MARGPT(ModelMixin, ConfigMixin):
             self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
             self.decoder_pos = nn.Parameter(torch.zeros(1, buffer_size + n, dim))
             self.decoder = Transformer(dim, decoder_layers, n_heads, dropout, arch=VIT)
-            self.diffusion_pos = nn.Parameter(torch.zeros(1, n, dim))
-            self.register_buffer("rope", no_rope(buffer_size + n, dim // n_heads), persistent=False)
+            self.diffusion_pos = nn.Parameter(torch.zeros(1, n, dim))                # learned positions, no RoPE
         self.head = DiffusionHead(token_dim, dim, head_width, head_blocks, head_time_dim, head_norm_affine, learn_sigma)
         init_weights(self)
         if layout == "rope":
@@ -165,10 +164,10 @@ class MARGPT(ModelMixin, ConfigMixin):
         x = self.z_proj_ln(x + self.encoder_pos)
         keep = torch.cat([known.new_ones(b, buffer), known], dim=1)                    # (B, buffer + N)
         x = x[keep].view(b, -1, x.shape[-1])
-        x = self.decoder_embed(self.encoder(x, self.rope[:x.shape[1]], None))
+        x = self.decoder_embed(self.encoder(x, None, None))
         full = self.mask_token.to(x.dtype).expand(b, buffer + n, -1).clone()
         full[keep] = x.flatten(0, 1)
-        x = self.decoder(full + self.decoder_pos, self.rope, None)
+        x = self.decoder(full + self.decoder_pos, None, None)
         return x[:, buffer:] + self.diffusion_pos
 
     def forward(self, tokens: torch.Tensor, known: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

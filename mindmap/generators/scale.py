@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 
-from ..nn import Arch, Transformer, init_weights, no_rope
+from ..nn import Arch, Transformer, init_weights
 
 PRESETS = {
     "tiny": dict(dim=64, n_layers=2, n_heads=4),
@@ -59,7 +59,6 @@ class ScaleGPT(ModelMixin, ConfigMixin):
         self.register_buffer("levels", torch.cat([torch.full((s * s,), k) for k, s in enumerate(scales)]),
                              persistent=False)
         self.register_buffer("mask", block_causal(scales), persistent=False)
-        self.register_buffer("rope", no_rope(self.length, dim // n_heads), persistent=False)  # no RoPE
         init_weights(self)
         nn.init.normal_(self.pos_emb, std=0.02)
         if self.head_ada is not None:
@@ -89,9 +88,9 @@ class ScaleGPT(ModelMixin, ConfigMixin):
         cond = self.cls_emb(labels)
         if span is None:
             t = x.shape[1]
-            h = self.trunk(x, self.rope[:t], self.mask[:t, :t], cond=cond)
+            h = self.trunk(x, None, self.mask[:t, :t], cond=cond)            # no RoPE: learned positions
         else:
-            h = self.trunk(x, self.rope[span], self.mask[span], span, cond=cond)
+            h = self.trunk(x, None, self.mask[span], span, cond=cond)
         if self.head_ada is not None:
             scale, shift = self.head_ada(cond)[:, None].chunk(2, dim=-1)
             h = h * (1 + scale) + shift

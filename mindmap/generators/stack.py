@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 
-from ..nn import Transformer, init_weights, no_rope
+from ..nn import Transformer, init_weights
 
 PRESETS = {
     "tiny": dict(dim=64, n_layers=2, position_layers=1, n_heads=4),
@@ -47,8 +47,7 @@ class StackGPT(ModelMixin, ConfigMixin):
         self.chosen_emb = nn.Embedding(vocab_size, dim)               # the code just chosen, for the position
         self.position_trunk = Transformer(dim, position_layers, n_heads, dropout)
         self.position_head = nn.Linear(dim, n, bias=False)
-        # Order comes from the step and cell embeddings: the identity rotary table rotates nothing.
-        self.register_buffer("rope", no_rope(n, dim // n_heads), persistent=False)
+        # Order comes from the step and cell embeddings: the trunks take no rotary table.
         self.register_buffer("causal", torch.ones(n, n, dtype=torch.bool).tril(), persistent=False)
         init_weights(self)
 
@@ -72,8 +71,8 @@ class StackGPT(ModelMixin, ConfigMixin):
     def _trunk(self, trunk: Transformer, x: torch.Tensor, pos: torch.Tensor | None) -> torch.Tensor:
         if pos is None:                                               # the whole prefix
             t = x.shape[1]
-            return trunk(x, self.rope[:t], self.causal[:t, :t])
-        return trunk(x, self.rope[pos], self.causal[pos], pos)
+            return trunk(x, None, self.causal[:t, :t])
+        return trunk(x, None, self.causal[pos], pos)
 
     def code_logits(self, x: torch.Tensor, pos: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Code transformer: inputs (B, T, C) -> (hidden (B, T, C), code logits (B, T, V))."""
