@@ -84,18 +84,20 @@ def fetch(name: str, root: Path | None = None, endpoint: str | None = None, forc
         return out
     from huggingface_hub import constants, hf_hub_download
     endpoint = endpoint or constants.ENDPOINT
+    def cannot(filename: str, why: str) -> FetchError:
+        return FetchError(f"cannot download {filename} from {entry.repo} ({why}); place the files by hand and run: "
+                          f"{entry.convert_command(out)}")
+
     reason = offline_reason(endpoint)
+    if reason:
+        raise cannot(next(iter(entry.files.values())), reason)
     paths = {}
     for flag, filename in entry.files.items():
-        if reason:
-            raise FetchError(f"cannot download {filename} from {entry.repo} ({reason}); place the files by hand and "
-                             f"run: {entry.convert_command(out)}")
         try:
             paths[flag] = Path(hf_hub_download(entry.repo, filename, endpoint=endpoint, cache_dir=cache_dir,
                                                etag_timeout=5))
-        except Exception as e:  # offline, DNS, HTTP and hub errors all end here: say what to do by hand
-            raise FetchError(f"cannot download {filename} from {entry.repo} ({type(e).__name__}); place the files "
-                             f"by hand and run: {entry.convert_command(out)}") from None
+        except Exception as e:  # DNS, HTTP and hub errors all end here: say what to do by hand
+            raise cannot(filename, type(e).__name__) from None
     from .convert import convert
     return convert(entry.family, out, paths, size=entry.size, arch=entry.arch, force=force,
                    command=f"python -m mindmap fetch {name}")
