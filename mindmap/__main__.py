@@ -254,7 +254,7 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     c = sub.add_parser("convert", help="turn a published checkpoint (LlamaGen, ...) into a MINDmap checkpoint folder")
     c.add_argument("family", help="the model family, e.g. llamagen")
     c.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
-    c.add_argument("--size", help="the family's size (llamagen: B, L at 256 px, B-384 ... 3B-384; var: d16, d20, d24, d30; mar: B, L, H); default its smallest")
+    c.add_argument("--size", help="the family's size (llamagen: B, L at 256 px, B-384 ... 3B-384; var: d16, d20, d24, d30; mar: B, L, H; amused: 256); default its smallest")
     c.add_argument("--random-init", action="store_true", help="no source files: the architecture at random weights "
                    "(speed at the published size on any machine)")
     c.add_argument("--arch", help="JSON (inline or a .json file) of architecture overrides by role, e.g. "
@@ -285,7 +285,8 @@ def _convert_flags(parser: argparse.ArgumentParser):
     flags = {}
     for fam in FAMILIES.values():
         for s in fam.sources:
-            flags.setdefault(s.flag, []).append(f"{fam.name}: {s.help}")
+            if s.help:
+                flags.setdefault(s.flag, []).append(f"{fam.name}: {s.help}")
     for flag, helps in flags.items():
         parser.add_argument(f"--{flag}", type=Path, help="; ".join(helps))
 

@@ -63,12 +63,24 @@ def component_path(folder: Path, name: str) -> Path:
     return sub
 
 
-def load_component(folder: Path, name: str, cls):
-    """Load `folder/name` as `cls` (a diffusers ModelMixin) from safetensors only."""
+def load_component(folder: Path, name: str, cls, variants: tuple = ()):
+    """Load `folder/name` as `cls` (a diffusers ModelMixin) from safetensors only; a component whose config names
+    one of the `variants` classes (`_class_name`, e.g. a published architecture the paradigm also runs) is loaded
+    as that class."""
     sub = component_path(folder, name)
     for f in ("config.json", WEIGHTS):
         if not (sub / f).is_file():
             raise CheckpointError(f"{sub / f}: missing")
+    if variants:
+        try:
+            named = json.loads((sub / "config.json").read_text()).get("_class_name")
+        except (UnicodeDecodeError, ValueError, AttributeError) as e:
+            raise CheckpointError(f"{sub / 'config.json'}: not a JSON object ({e})") from None
+        allowed = {c.__name__: c for c in (cls, *variants)}
+        if named not in allowed:
+            raise CheckpointError(f"{sub / 'config.json'}: names class {named!r}; this role takes "
+                                  f"{', '.join(allowed)}")
+        cls = allowed[named]
     try:
         model = cls.from_pretrained(sub, use_safetensors=True, local_files_only=True, low_cpu_mem_usage=False)
     except Exception as e:  # diffusers/safetensors raise many types for a damaged file

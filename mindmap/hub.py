@@ -26,11 +26,13 @@ class Hosted:
     family: str
     size: str
     repo: str                      # the hub repository holding the authors' files
-    files: dict[str, str]          # the family's source flag -> file name in `repo`
+    files: dict[str, str | tuple[str, ...]]   # source flag -> file name in `repo`, or the files of a folder flag
     arch: dict | None = None       # architecture overrides (none for the published sizes)
 
     def convert_command(self, out: Path) -> str:
-        flags = " ".join(f"--{flag} {shlex.quote(name)}" for flag, name in self.files.items())
+        def where(name):                # a folder flag takes the downloaded repository's folder
+            return self.repo.split("/")[-1] if isinstance(name, tuple) else name
+        flags = " ".join(f"--{flag} {shlex.quote(where(name))}" for flag, name in self.files.items())
         return f"python -m mindmap convert {self.family} --size {self.size} {flags} --out {shlex.quote(str(out))}"
 
 
@@ -45,6 +47,13 @@ HOSTED = {
     # The authors host MAR outside any hub; this mirror holds their state dicts as safetensors (every key and
     # shape is checked at conversion, like any file).
     "mar-b": Hosted("mar", "B", "jadechoghari/mar", {"mar": "mar-base.safetensors", "kl": "kl16.safetensors"}),
+    # a diffusers pipeline folder: the components MINDmap reads, each with its config, and the CLIP tokenizer
+    "amused-256": Hosted("amused", "256", "amused/amused-256", {"folder": (
+        *(f"{part}/{f}" for part in ("vqvae", "transformer") for f in ("config.json",
+                                                                     "diffusion_pytorch_model.safetensors")),
+        "text_encoder/config.json", "text_encoder/model.safetensors", "scheduler/scheduler_config.json",
+        *(f"tokenizer/{f}" for f in ("vocab.json", "merges.txt", "tokenizer_config.json",
+                                     "special_tokens_map.json")))}),
 }
 
 
@@ -88,16 +97,20 @@ def fetch(name: str, root: Path | None = None, endpoint: str | None = None, forc
         return FetchError(f"cannot download {filename} from {entry.repo} ({why}); place the files by hand and run: "
                           f"{entry.convert_command(out)}")
 
+    first = next(iter(entry.files.values()))
     reason = offline_reason(endpoint)
     if reason:
-        raise cannot(next(iter(entry.files.values())), reason)
+        raise cannot(first[0] if isinstance(first, tuple) else first, reason)
     paths = {}
-    for flag, filename in entry.files.items():
-        try:
-            paths[flag] = Path(hf_hub_download(entry.repo, filename, endpoint=endpoint, cache_dir=cache_dir,
-                                               etag_timeout=5))
-        except Exception as e:  # DNS, HTTP and hub errors all end here: say what to do by hand
-            raise cannot(filename, type(e).__name__) from None
+    for flag, names in entry.files.items():
+        for filename in (names if isinstance(names, tuple) else (names,)):
+            try:
+                path = Path(hf_hub_download(entry.repo, filename, endpoint=endpoint, cache_dir=cache_dir,
+                                            etag_timeout=5))
+            except Exception as e:  # DNS, HTTP and hub errors all end here: say what to do by hand
+                raise cannot(filename, type(e).__name__) from None
+            # a folder flag gets the snapshot folder the files landed in (their paths inside the repo kept)
+            paths[flag] = path.parents[len(Path(filename).parts) - 1] if isinstance(names, tuple) else path
     from .convert import convert
     return convert(entry.family, out, paths, size=entry.size, arch=entry.arch, force=force,
                    command=f"python -m mindmap fetch {name}")

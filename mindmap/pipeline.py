@@ -92,8 +92,9 @@ def check_parts(folder: Path, parts: dict, classes: list[str]):
 
 
 class Pipeline:
-    def __init__(self, parts: dict, manifest: dict, specs: list[Control], name: str = "model"):
-        self.parts, self.manifest, self.specs, self.name = parts, manifest, specs, name
+    def __init__(self, parts: dict, manifest: dict, specs: list[Control], name: str = "model",
+                 folder: Path | None = None):
+        self.parts, self.manifest, self.specs, self.name, self.folder = parts, manifest, specs, name, folder
         self.tokenizer, self.generator = parts["tokenizer"], parts["generator"]
         self.paradigm = get(manifest["paradigm"])
 
@@ -104,7 +105,8 @@ class Pipeline:
         manifest = read_manifest(folder)
         paradigm = paradigm_of(manifest, folder)
         roles = {"tokenizer": TOKENIZERS[paradigm.tokenizer], **paradigm.components}
-        parts = {role: load_component(folder, manifest["components"][role], klass) for role, klass in roles.items()}
+        parts = {role: load_component(folder, manifest["components"][role], klass, paradigm.variants.get(role, ()))
+                 for role, klass in roles.items()}
         check_parts(folder, parts, manifest.get("classes") or [])
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         parts = {role: part.to(device) for role, part in parts.items()}
@@ -112,7 +114,7 @@ class Pipeline:
             # Published generators run in bf16 on a GPU; tokenizers stay in float32 (VQ decoders overflow in fp16).
             dtype = getattr(torch, manifest["gpu_dtype"])
             parts = {role: part if role == "tokenizer" else part.to(dtype) for role, part in parts.items()}
-        return cls(parts, manifest, model_controls(folder, manifest), name=folder.name)
+        return cls(parts, manifest, model_controls(folder, manifest), name=folder.name, folder=folder)
 
     @property
     def device(self) -> torch.device:
@@ -131,9 +133,17 @@ class Pipeline:
         return self.manifest.get("conditioning", "class")
 
     def text_condition(self, prompt: str, batch: int = 1):
-        """The prompt's MiniLM states (cached by the encoder), repeated for a batch, on this pipeline's device."""
-        from .text import text_encoder
-        encoder = text_encoder(self.generator.config.text_tokens)
+        """The prompt's text states (cached by the encoder), repeated for a batch, on this pipeline's device: MiniLM
+        for MINDmap's models, the checkpoint's own CLIP where its manifest names one (`text_encoder`)."""
+        from .text import clip_encoder, text_encoder
+        if self.manifest.get("text_encoder"):
+            if self.folder is None:
+                raise ValueError(f"{self.name}: its CLIP text encoder lives in its checkpoint folder; load it with "
+                                 "Pipeline.from_pretrained")
+            path = component_path(self.folder, self.manifest["text_encoder"])
+            encoder = clip_encoder(str(path), str(self.device))
+        else:
+            encoder = text_encoder(self.generator.config.text_tokens)
         return encoder.encode([prompt] * batch).to(self.device)
 
     def condition(self, request: Request):

@@ -171,6 +171,83 @@ def test_mar_converted_samples_and_refuses_ragged_rows(mar):
         mar.generator.condition(torch.zeros(2, 64, 4), known, torch.tensor([0, 1]))
 
 
+def convert_amused(out: Path, arch: dict | None = None) -> Pipeline:
+    """`python -m mindmap convert amused --folder` on the fixture's diffusers pipeline folder (its own configs)."""
+    args = ["convert", "amused", "--folder", str(FIXTURES / "amused" / "pipeline"), "--out", str(out)]
+    assert main(args + (["--arch", json.dumps(arch)] if arch else [])) == 0
+    return Pipeline.from_pretrained(out, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def amused(tmp_path_factory):
+    return convert_amused(tmp_path_factory.mktemp("convert") / "amused-tiny")
+
+
+def amused_logits(pipe: Pipeline, inputs: torch.Tensor, cfg: float = 10.0) -> torch.Tensor:
+    """The generator's logits for the fixture's prompt on the rows MINDmap's masked sampler builds: [prompt; empty]."""
+    from mindmap.samplers.scaffold import Guidance
+    meta, _ = fixture("amused")
+    guide = Guidance(pipe.text_condition(meta["prompt"]), pipe.generator.null_class, cfg)
+    return pipe.generator(guide.double(inputs.flatten(1)), guide.rows)
+
+
+@torch.no_grad()
+def test_amused_equals_authors_code(amused):
+    meta, ref = fixture("amused")
+    cond = amused.text_condition(meta["prompt"])
+    assert report("aMUSEd CLIP penultimate states (prompt)", cond.states, ref["prompt_states"]) <= TOL
+    assert report("aMUSEd CLIP pooled embedding (prompt)", cond.pooled, ref["prompt_pooled"]) <= TOL
+    assert report("aMUSEd CLIP states (empty prompt, CFG's row)", cond.unconditional.states, ref["empty_states"]) <= TOL
+    assert report("aMUSEd CLIP pooled (empty prompt)", cond.unconditional.pooled, ref["empty_pooled"]) <= TOL
+    theirs = torch.cat([ref["logits_cond"], ref["logits_uncond"]]).flatten(2).transpose(1, 2)
+    assert report("aMUSEd UVit2D logits (half-masked codes, prompt and empty rows)", amused_logits(amused, ref["inputs"]),
+                  theirs) <= TOL
+    decoded = (amused.tokenizer.decode(ref["codes"]) + 1) / 2          # MINDmap's [-1, 1] against aMUSEd's [0, 1]
+    assert report("aMUSEd VQ decode", decoded, ref["decoded"]) <= TOL
+    assert torch.equal(amused.tokenizer.encode(ref["image"] * 2 - 1), ref["encoded"])
+    assert amused.generator.mask_id == meta["mask_token_id"] and amused.generator.micro.tolist() == meta["micro_conds"]
+
+
+@torch.no_grad()
+def test_amused_switches_are_what_make_it_equal(tmp_path):
+    """It can fail: MINDmap's own VQ switches (cosine lookup, [-1, 1] pixels) on aMUSEd's weights give other codes
+    and another picture, and the learned-empty-prompt rows are not aMUSEd's unconditional rows."""
+    _, ref = fixture("amused")
+    wrong = convert_amused(tmp_path / "w", {"tokenizer": {"lookup": "cosine", "pixels": "signed"}})
+    assert not torch.equal(wrong.tokenizer.encode(ref["image"] * 2 - 1), ref["encoded"])
+    assert (wrong.tokenizer.decode(ref["codes"]) - (ref["decoded"] * 2 - 1)).abs().max() > 1e-2
+    cond = wrong.text_condition("a red fox")
+    cond.unconditional = None                          # CFG's second row would then repeat the prompt
+    from mindmap.samplers.scaffold import Guidance
+    guide = Guidance(cond, None, 10.0)
+    uncond = wrong.generator(guide.double(ref["inputs"].flatten(1)), guide.rows)[1]
+    assert (uncond - ref["logits_uncond"][0].flatten(1).t()).abs().max() > 1e-2
+
+
+def test_amused_samples_streams_and_refuses_what_it_cannot_read(amused, tmp_path):
+    frames = list(amused.stream(prompt="a red fox", seed=0, steps=4))
+    assert len(frames) == 4 and [f.network_calls for f in frames] == [1, 2, 3, 4]
+    final = frames[-1]
+    assert final.image.shape == (1, 3, 16, 16) and final.tokens.min() >= 0 and final.tokens.max() < 64
+    assert torch.equal(amused(prompt="a red fox", seed=0, steps=4).tokens, final.tokens)     # same seed, same image
+    assert amused.manifest["defaults"]["steps"] == 12 and amused.manifest["conditioning"] == "text"
+    with pytest.raises(ValueError, match="prompt must not be empty"):
+        amused(prompt="   ", seed=0)
+    with pytest.raises(TypeError, match="CLIP"):
+        amused.generator(torch.zeros(1, 64, dtype=torch.long), torch.tensor([0]))
+    import shutil
+    bad = tmp_path / "pipe"
+    shutil.copytree(FIXTURES / "amused" / "pipeline", bad)
+    (bad / "transformer" / "diffusion_pytorch_model.safetensors").unlink()
+    with pytest.raises(ConvertError, match="has no transformer/diffusion_pytorch_model.safetensors"):
+        convert("amused", tmp_path / "o", {"folder": bad})
+    shutil.copytree(FIXTURES / "amused" / "pipeline" / "transformer", bad / "transformer", dirs_exist_ok=True)
+    shutil.copy(FIXTURES / "amused" / "pipeline" / "vqvae" / "config.json", bad / "transformer" / "config.json")
+    with pytest.raises(ConvertError, match="a 'VQModel' config, expected 'UVit2DModel'"):
+        convert("amused", tmp_path / "o", {"folder": bad})
+    assert not (tmp_path / "o").exists()
+
+
 def test_imagenet_names_are_unique_and_searchable():
     names = imagenet_classes()
     assert len(names) == 1000 == len(set(names))
@@ -264,6 +341,29 @@ def test_fetch_downloads_from_the_hub_converts_and_caches(tmp_path, monkeypatch)
         assert (pipe.generator(ref["codes"], ref["labels"]) - ref["logits"]).abs().max() <= TOL
 
 
+def test_fetch_amused_downloads_a_pipeline_folder(tmp_path, monkeypatch):
+    """aMUSEd's source is a diffusers folder: every file fetch names is downloaded into one snapshot, which is
+    converted; the stand-in hub serves the fixture under the real repository's name and layout."""
+    from hubstandin import HubStandIn
+    from mindmap.hub import HOSTED, FetchError, fetch
+    meta, ref = fixture("amused")
+    names = HOSTED["amused-256"].files["folder"]
+    root = FIXTURES / "amused" / "pipeline"
+    files = {("amused/amused-256", name): (root / name).read_bytes() for name in names}
+    monkeypatch.setenv("MINDMAP_MODELS", str(tmp_path / "models"))
+    with HubStandIn(files) as hub:
+        out = fetch("amused-256", endpoint=hub.endpoint, cache_dir=tmp_path / "downloads")
+        assert sorted(p for m, p in hub.requests if m == "GET") == sorted(
+            f"/amused/amused-256/resolve/main/{name}" for name in names)
+    pipe = Pipeline.from_pretrained(out, device="cpu")
+    with torch.no_grad():
+        theirs = torch.cat([ref["logits_cond"], ref["logits_uncond"]]).flatten(2).transpose(1, 2)
+        assert (amused_logits(pipe, ref["inputs"]) - theirs).abs().max() <= TOL
+    with pytest.raises(FetchError, match=r"cannot download vqvae/config.json from amused/amused-256 \(no network.*"
+                                         r"python -m mindmap convert amused --size 256 --folder amused-256 --out"):
+        fetch("amused-256", root=tmp_path / "other", endpoint="http://127.0.0.1:9")
+
+
 def test_fetch_offline_stops_at_once_with_one_line(tmp_path):
     import subprocess
     import sys
@@ -285,13 +385,16 @@ def test_fetch_unreachable_hub_and_unknown_names(tmp_path):
         fetch("llamagen-z-999", root=tmp_path)
 
 
-@pytest.mark.parametrize("family, controls", [("llamagen", {}), ("var", {}), ("mar", {"steps": 4, "diffusion_steps": 3})])
+@pytest.mark.parametrize("family, controls", [("llamagen", {"class": "tench"}), ("var", {"class": "tench"}),
+                                              ("mar", {"class": "tench", "steps": 4, "diffusion_steps": 3}),
+                                              ("amused", {"prompt": "a red fox", "steps": 4})])
 def test_bf16_generator_samples(family, controls, request):
-    """What a GPU run does (generator in bf16, tokenizer in float32), here on the CPU, for every family."""
+    """What a GPU run does (generator in bf16, tokenizer and text encoder in float32), here on the CPU, for every
+    family."""
     pipe = request.getfixturevalue(family)
     pipe.generator.to(torch.bfloat16)
     try:
-        frame = pipe(**{"class": "tench"}, seed=0, **controls)
+        frame = pipe(seed=0, **controls)
     finally:
         pipe.generator.to(torch.float32)
     assert torch.isfinite(frame.image).all() and frame.image.shape[-1] == 16

@@ -33,8 +33,18 @@ class Source:
     containers: tuple[str, ...] = ()
     help: str = ""
     prepare: Callable[[dict, str], dict] | None = None
+    member: str = ""            # the flag names a folder (a diffusers pipeline) and this is the file inside it
+
+    def path(self, given: Path) -> Path:
+        return given / self.member if self.member else given
+
+    @property
+    def key(self) -> str:
+        """How the model card and manifest name this source."""
+        return f"{self.flag}:{self.member}" if self.member else self.flag
 
     def load(self, path: Path, model, arch: dict):
+        path = self.path(path)
         state = read_state_dict(path, self.containers)
         if self.prepare:
             state = self.prepare(state, str(path))
@@ -54,6 +64,13 @@ class Family:
     upstream: str                                   # the authors' repository (owner/name)
     defaults: Callable[[dict], dict] = dict         # architecture -> the authors' demo sampling settings
     default_size: str = "B"
+    conditioning: str = "class"                     # "text": prompts, through the checkpoint's own text encoder
+    configure: Callable[[dict[str, Path]], dict] | None = None   # source files -> the architecture they hold
+    finish: Callable[[Path, dict[str, Path], dict], dict] | None = None  # (folder, files, arch) -> manifest extras
+
+    @property
+    def flags(self) -> list[str]:
+        return list(dict.fromkeys(s.flag for s in self.sources))
 
     def architecture(self, size: str, overrides: dict | None = None) -> dict:
         if size not in self.sizes:
@@ -120,13 +137,19 @@ def convert(family: str, out: Path, files: dict[str, Path | None] | None = None,
     if random_init and files:
         raise ConvertError("--random-init builds the architecture with random weights; it reads no source file")
     if not random_init:
-        missing = [s.flag for s in fam.sources if s.flag not in files]
+        missing = [s for s in fam.sources if s.flag not in files]
         if missing:
-            raise ConvertError(f"{family} needs --{missing[0]} FILE ({fam.sources[0].help or 'the published file'}); "
-                               f"or pass --random-init")
+            what = "FOLDER" if missing[0].member else "FILE"
+            raise ConvertError(f"{family} needs --{missing[0].flag} {what} ({missing[0].help or 'the published file'});"
+                               f" or pass --random-init")
         for s in fam.sources:
-            if not files[s.flag].is_file():
-                raise ConvertError(f"--{s.flag} {files[s.flag]}: no such file")
+            if s.member and not files[s.flag].is_dir():
+                raise ConvertError(f"--{s.flag} {files[s.flag]}: no such folder")
+            if not s.path(files[s.flag]).is_file():
+                raise ConvertError(f"--{s.flag} {files[s.flag]}: no such file" if not s.member else
+                                   f"--{s.flag} {files[s.flag]}: has no {s.member}")
+        if fam.configure:                           # the architecture is the one the source folder declares
+            config = fam.architecture(size, _merge(fam.configure(files), arch))
     _check_out(out, force)
 
     with torch.random.fork_rng(devices=[]):
@@ -136,13 +159,15 @@ def convert(family: str, out: Path, files: dict[str, Path | None] | None = None,
     if not random_init:
         for s in fam.sources:
             s.load(files[s.flag], parts[s.role], config[s.role])
-            sources[s.flag] = {"file": files[s.flag].name, "sha256": sha256(files[s.flag])}
+            sources[s.key] = {"file": s.member or files[s.flag].name, "sha256": sha256(s.path(files[s.flag]))}
     tokenizer, generator = parts["tokenizer"], parts["generator"]
+    text = fam.conditioning == "text"
     manifest = {
-        "kind": "generator", "paradigm": fam.paradigm, "conditioning": "class",
+        "kind": "generator", "paradigm": fam.paradigm, "conditioning": fam.conditioning,
         "components": {role: role for role in parts}, "image_size": tokenizer.image_size, "grid": tokenizer.grid,
-        "classes": imagenet_classes(generator.config.num_classes), "defaults": fam.defaults(config),
-        "help": {"class": "ImageNet-1k class (type to search)"}, "group": "published", "family": fam.name, "size": size, "gpu_dtype": "bfloat16",
+        "classes": [] if text else imagenet_classes(generator.config.num_classes), "defaults": fam.defaults(config),
+        **({} if text else {"help": {"class": "ImageNet-1k class (type to search)"}}),
+        "group": "published", "family": fam.name, "size": size, "gpu_dtype": "bfloat16",
         "random_init": random_init, "sources": sources,
     }
     out = Path(out)
@@ -150,6 +175,8 @@ def convert(family: str, out: Path, files: dict[str, Path | None] | None = None,
     try:
         for role, part in parts.items():
             save_component(part, tmp / role)
+        if fam.finish:
+            manifest.update(fam.finish(tmp, {} if random_init else files, config))
         write_manifest(tmp, manifest)
         counts = {role: sum(p.numel() for p in part.parameters()) for role, part in parts.items()}
         (tmp / "README.md").write_text(model_card(fam, size, config, sources, random_init, command, counts))
@@ -159,6 +186,15 @@ def convert(family: str, out: Path, files: dict[str, Path | None] | None = None,
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+    return out
+
+
+def _merge(base: dict, overrides: dict | None) -> dict:
+    """Architecture `base` (by role) with `overrides` (by role) applied on top."""
+    out = {role: dict(cfg) for role, cfg in base.items()}
+    for role, cfg in (overrides or {}).items():
+        if isinstance(cfg, dict):
+            out.setdefault(role, {}).update(cfg)
     return out
 
 
@@ -172,6 +208,9 @@ def model_card(fam: Family, size: str, config: dict, sources: dict, random_init:
         rows = "\n".join(f"| `--{flag}` | `{s['file']}` | `{s['sha256']}` |" for flag, s in sources.items())
         origin = f"Converted from the authors' published weights:\n\n| flag | file | sha256 |\n|---|---|---|\n{rows}"
     arch = "\n".join(f"- {role}: `{json.dumps(cfg)}`" for role, cfg in config.items())
+    conditions = ("Prompts: encoded by the model's own CLIP text encoder and tokenizer (`text_encoder/`)."
+                  if fam.conditioning == "text" else
+                  "Class names: ImageNet-1k, from the `imagenet-classes` package (MIT).")
     return f"""# {fam.title}, size {size}
 
 {origin}
@@ -180,7 +219,7 @@ def model_card(fam: Family, size: str, config: dict, sources: dict, random_init:
 - Authors' code: `{fam.upstream}`. Equality with it is tested on tiny random fixtures made with that code
   (`tests/test_convert.py`, max abs difference at most 1e-4 in float32).
 - Licence: {fam.licence}
-- Class names: ImageNet-1k, from the `imagenet-classes` package (MIT).
+- {conditions}
 - Command: `{command or 'python -m mindmap convert ' + fam.name}`
 {params}
 

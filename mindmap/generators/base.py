@@ -29,10 +29,17 @@ PRESETS = {
 
 @dataclass
 class TextCondition:
-    """A batch of prompts: token states (B, T, D), their mask (B, T) and which rows are the empty prompt."""
+    """A batch of prompts: token states (B, T, D), their mask (B, T) and which rows are the empty prompt.
+
+    An encoder with a pooled vector (CLIP's projected text embedding, aMUSEd) also gives `pooled` (B, E) and the
+    encoded empty prompt as `unconditional` (B rows): classifier-free guidance then uses those rows, where
+    MINDmap's own models substitute a learned empty prompt for the rows flagged `empty`.
+    """
     states: torch.Tensor
     mask: torch.Tensor
     empty: torch.Tensor
+    pooled: torch.Tensor | None = None
+    unconditional: "TextCondition | None" = None
 
     @property
     def shape(self) -> tuple:
@@ -42,16 +49,27 @@ class TextCondition:
     def device(self) -> torch.device:
         return self.states.device
 
+    def _map(self, f) -> "TextCondition":
+        """The same condition with `f` applied to every tensor."""
+        return TextCondition(f(self.states), f(self.mask), f(self.empty),
+                             None if self.pooled is None else f(self.pooled),
+                             None if self.unconditional is None else self.unconditional._map(f))
+
     def __getitem__(self, idx) -> "TextCondition":
-        return TextCondition(self.states[idx], self.mask[idx], self.empty[idx])
+        return self._map(lambda t: t[idx])
 
     def to(self, device) -> "TextCondition":
-        return TextCondition(self.states.to(device), self.mask.to(device), self.empty.to(device))
+        return self._map(lambda t: t.to(device))
 
     def with_unconditional(self) -> "TextCondition":
         """[these prompts; the empty prompt] for classifier-free guidance as one batch of 2B."""
-        return TextCondition(self.states.repeat(2, 1, 1), self.mask.repeat(2, 1),
-                             torch.cat([self.empty, torch.ones_like(self.empty)]))
+        empty = torch.cat([self.empty, torch.ones_like(self.empty)])
+        if self.unconditional is not None:
+            u = self.unconditional
+            return TextCondition(torch.cat([self.states, u.states]), torch.cat([self.mask, u.mask]), empty,
+                                 None if self.pooled is None else torch.cat([self.pooled, u.pooled]))
+        return TextCondition(self.states.repeat(2, 1, 1), self.mask.repeat(2, 1), empty,
+                             None if self.pooled is None else self.pooled.repeat(2, 1))
 
     def drop(self, p: float, generator: torch.Generator) -> "TextCondition":
         """Caption dropout: a share `p` of rows become the empty prompt."""

@@ -9,7 +9,7 @@ arguments are exactly the declared controls, so the two cannot drift apart.
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..controls import BATCH, CLASS, DISPLAY_ORDER, PROMPT, ROLES, SAMPLER_ROLES, SEED, Control, ModelFacts
@@ -70,6 +70,7 @@ class Paradigm:
     demo_class: str = "face-smiling"                    # the class of the README's decoding GIF
     codes_per_image: Callable[[Frame], int] = decided_cells
     eval_extra: Callable | None = None                  # (pipe, held-out images, Request) -> more eval columns
+    variants: dict = field(default_factory=dict)        # role -> other classes a checkpoint may name (published)
 
     def specs(self, facts: ModelFacts, conditioning: str = "class") -> list[Control]:
         """A model's controls: its condition (class or prompt), seed, batch, then the sampler's, fitted to it."""

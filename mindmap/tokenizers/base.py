@@ -101,16 +101,19 @@ class ConvTokenizer(GridTokenizer, ModelMixin, ConfigMixin):
     """Images in [-1, 1] <-> vectors on a (grid x grid) map; subclasses quantize the vectors."""
 
     def _build(self, block_out_channels: tuple, layers_per_block: int, latent_channels: int, norm_num_groups: int,
-               code_dim: int, lowest_attention: bool = False, quant_kernel: int = 1):
+               code_dim: int, lowest_attention: bool = False, quant_kernel: int = 1, mid_attention: bool = True):
         """`lowest_attention`: self-attention after every res block of the lowest resolution (LlamaGen's VQ-16,
-        VAR's VQVAE); the mid block always has one. `quant_kernel`: the code projections' kernel (VAR: 3)."""
+        VAR's VQVAE); `mid_attention`: the mid block's (all but aMUSEd's VQ have one). `quant_kernel`: the code
+        projections' kernel (VAR: 3)."""
         n, lowest = len(block_out_channels), "Attn" if lowest_attention else ""
         self.encoder = Encoder(3, latent_channels, block_out_channels=block_out_channels,
                                down_block_types=("DownEncoderBlock2D",) * (n - 1) + (f"{lowest}DownEncoderBlock2D",),
-                               layers_per_block=layers_per_block, norm_num_groups=norm_num_groups, double_z=False)
+                               layers_per_block=layers_per_block, norm_num_groups=norm_num_groups, double_z=False,
+                               mid_block_add_attention=mid_attention)
         self.decoder = Decoder(latent_channels, 3, block_out_channels=block_out_channels,    # up_blocks[0]: lowest
                                up_block_types=(f"{lowest}UpDecoderBlock2D",) + ("UpDecoderBlock2D",) * (n - 1),
-                               layers_per_block=layers_per_block, norm_num_groups=norm_num_groups)
+                               layers_per_block=layers_per_block, norm_num_groups=norm_num_groups,
+                               mid_block_add_attention=mid_attention)
         pad = quant_kernel // 2
         self.quant_conv = nn.Conv2d(latent_channels, code_dim, quant_kernel, padding=pad)
         self.post_quant_conv = nn.Conv2d(code_dim, latent_channels, quant_kernel, padding=pad)
@@ -129,14 +132,20 @@ class ConvTokenizer(GridTokenizer, ModelMixin, ConfigMixin):
         if codes.numel() and (codes.min() < 0 or codes.max() >= self.vocab_size):
             raise ValueError(f"codes must lie in [0, {self.vocab_size}), got [{codes.min()}, {codes.max()}]")
 
+    @property
+    def unit_pixels(self) -> bool:
+        """Whether the networks see pixels in [0, 1] (aMUSEd's VQ) rather than MINDmap's [-1, 1]."""
+        return self.config.get("pixels", "signed") == "unit"
+
     def latents(self, images: torch.Tensor) -> torch.Tensor:
-        """images -> pre-quantization vectors (B, code_dim, grid, grid)."""
+        """images in [-1, 1] -> pre-quantization vectors (B, code_dim, grid, grid)."""
         self.check_images(images)
-        return self.quant_conv(self.encoder(images))
+        return self.quant_conv(self.encoder((images + 1) / 2 if self.unit_pixels else images))
 
     def decode_vectors(self, vectors: torch.Tensor) -> torch.Tensor:
         """(B, code_dim, grid, grid) -> images (B, 3, H, W) in [-1, 1]."""
-        return self.decoder(self.post_quant_conv(vectors)).clamp(-1, 1)
+        images = self.decoder(self.post_quant_conv(vectors))
+        return (images.clamp(0, 1) * 2 - 1) if self.unit_pixels else images.clamp(-1, 1)
 
     def grey_open(self, images: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
         return grey_cells(images, known)

@@ -13,7 +13,7 @@ from diffusers.configuration_utils import register_to_config
 
 from .base import GREY, CodebookQuantizer, ConvTokenizer
 
-__all__ = ["GREY", "L2Quantizer", "VQTokenizer"]
+__all__ = ["GREY", "L2Quantizer", "NearestQuantizer", "VQTokenizer"]
 
 
 class L2Quantizer(CodebookQuantizer):
@@ -40,16 +40,44 @@ class L2Quantizer(CodebookQuantizer):
         return F.normalize(z, dim=1).permute(0, 2, 3, 1).reshape(-1, z.shape[1])
 
 
+class NearestQuantizer(L2Quantizer):
+    """The plain VQ-VAE lookup (aMUSEd's VQ): nearest code in Euclidean distance, codes used as stored."""
+
+    @property
+    def embeddings(self) -> torch.Tensor:
+        return self.codebook.weight
+
+    def forward(self, z: torch.Tensor):
+        z_flat = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])
+        codes = torch.cdist(z_flat, self.embeddings).argmin(dim=1).view(z.shape[0], z.shape[2], z.shape[3])
+        return self.straight_through(z, self.lookup(codes), codes)
+
+    def restart_pool(self, z: torch.Tensor) -> torch.Tensor:
+        return z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])
+
+
+QUANTIZERS = {"cosine": L2Quantizer, "nearest": NearestQuantizer}
+
+
 class VQTokenizer(ConvTokenizer):
-    """Images in [-1, 1] <-> a (grid x grid) map of code indices."""
+    """Images in [-1, 1] <-> a (grid x grid) map of code indices.
+
+    Switches for published tokenizers: `lookup` "nearest" (Euclidean lookup), `mid_attention` False, and
+    `pixels` "unit" (networks trained on [0, 1]; aMUSEd's VQ), besides `lowest_attention` (LlamaGen's VQ-16).
+    """
 
     @register_to_config
     def __init__(self, image_size: int = 32, block_out_channels: tuple = (32, 64, 64), layers_per_block: int = 1,
                  latent_channels: int = 64, norm_num_groups: int = 16, codebook_size: int = 512, code_dim: int = 8,
-                 lowest_attention: bool = False):
+                 lowest_attention: bool = False, lookup: str = "cosine", mid_attention: bool = True,
+                 pixels: str = "signed"):
         super().__init__()
-        self._build(block_out_channels, layers_per_block, latent_channels, norm_num_groups, code_dim, lowest_attention)
-        self.quantizer = L2Quantizer(codebook_size, code_dim)
+        if lookup not in QUANTIZERS or pixels not in ("signed", "unit"):
+            raise ValueError(f"lookup must be one of {', '.join(QUANTIZERS)} and pixels 'signed' or 'unit', got "
+                             f"{lookup!r}, {pixels!r}")
+        self._build(block_out_channels, layers_per_block, latent_channels, norm_num_groups, code_dim, lowest_attention,
+                    mid_attention=mid_attention)
+        self.quantizer = QUANTIZERS[lookup](codebook_size, code_dim)
 
     def forward(self, images: torch.Tensor):
         """Training pass: (reconstruction, codes, vq loss, pre-quantization latents)."""
