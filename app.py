@@ -110,7 +110,7 @@ def safe_tokenizers(root: Path) -> list[str]:
 def stats_line(frame) -> str:
     rate = decided_cells(frame) / frame.elapsed if frame.elapsed > 0 else 0.0
     return (f"**step {frame.step}/{frame.total}** · {frame.network_calls} network calls · "
-            f"{frame.elapsed:.2f} s · {rate:.0f} tokens/s")
+            f"{frame.elapsed:.2f} s · {rate:.{1 if rate < 10 else 0}f} tokens/s")
 
 
 def render(frame, view) -> Outputs:
@@ -294,7 +294,8 @@ def model_label(name: str, d: dict) -> str:
     """The model dropdown's entry: its group, its name, its paradigm (and text or random weights)."""
     notes = [d["paradigm"]] + (["text"] if d["conditioning"] == "text" else []) + (
         ["random weights"] if d.get("random_init") else [])
-    group = "emoji" if d.get("group", "emoji") == "emoji" else "ImageNet"
+    group = ("emoji" if d.get("group", "emoji") == "emoji" else
+             "text-to-image" if d["conditioning"] == "text" else "ImageNet")
     return f"{group} · {name}  ({', '.join(notes)})"
 
 
@@ -305,13 +306,13 @@ def generate_tab(demo: gr.Blocks, studio: Studio, first: str | None):
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=330):
             model = gr.Dropdown([(model_label(n, d), n) for n, d in studio.models.items()], value=first,
-                                label="Model (embedded emoji models, then published ImageNet generators)",
+                                label="Model (embedded emoji models, then published generators)",
                                 interactive=bool(studio.models))
             info = gr.Markdown(studio.model_info(first), elem_classes="info")
             widgets = {c: studio.make_widget(c, first) for c in studio.controls if c.role == "condition"}
             prompt = next(w for c, w in widgets.items() if c.name == "prompt")
             prompts = studio.models.get(first, {}).get("examples", [])
-            examples = gr.Dataset(components=[prompt], label="Example prompts (held-out emoji names)",
+            examples = gr.Dataset(components=[prompt], label="Example prompts",
                                   samples=[[p] for p in prompts], visible=bool(prompts))
             with gr.Row(equal_height=True):
                 seed_control = next(c for c in studio.controls if c.name == "seed")

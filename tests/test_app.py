@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import urllib.request
+from pathlib import Path
 
 import pytest
 from apphelpers import SHIPPED, serve_app, tiny_app  # noqa: F401  (tiny_app is a fixture)
@@ -199,16 +200,21 @@ def mixed_root(tiny_root, tmp_path_factory):
                               norm_num_groups=32, codebook_size=64, code_dim=8),
             "generator": dict(vocab_size=64, num_classes=10, grid=16, dim=64, n_layers=2, n_heads=4)}
     convert("llamagen", root / "aa-llamagen", random_init=True, arch=arch)
+    convert("amused", root / "ab-amused", {"folder": Path(__file__).resolve().parent / "fixtures" / "amused" / "pipeline"})
     return root
 
 
 def test_published_models_are_grouped_after_the_emoji_ones_and_preview_every_16_codes(mixed_root):
     import app
     studio = app.Studio(mixed_root)
-    assert list(studio.models) == ["a-first-name", "tiny-raster", "aa-llamagen"]
+    assert list(studio.models) == ["a-first-name", "tiny-raster", "aa-llamagen", "ab-amused"]
     labels = [app.model_label(n, d) for n, d in studio.models.items()]
     assert labels[0] == "emoji · a-first-name  (raster)"
-    assert labels[-1] == "ImageNet · aa-llamagen  (raster, random weights)"
+    assert labels[2] == "ImageNet · aa-llamagen  (raster, random weights)"
+    assert labels[3] == "text-to-image · ab-amused  (masked, text)"
+    text = studio.on_model_change("ab-amused")
+    assert text["widgets"]["prompt"]["info"].startswith("what to draw, in words (CLIP")
+    assert text["examples"]["samples"][0] == ["a red fox sitting in the snow"]
     change = studio.on_model_change("aa-llamagen")
     assert "1000 classes" not in change["info"] and "10 classes" in change["info"] and "random weights" in change["info"]
     assert change["widgets"]["class"]["choices"][:2] == ["tench", "goldfish"]

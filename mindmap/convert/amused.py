@@ -116,7 +116,8 @@ def finish(folder: Path, files: dict[str, Path], arch: dict) -> dict:
     else:
         with tempfile.TemporaryDirectory() as tmp:
             byte_level_tokenizer(Path(tmp)).save_pretrained(out)
-    return {"text_encoder": "text_encoder", "example_prompts": EXAMPLE_PROMPTS}
+    return {"text_encoder": "text_encoder", "example_prompts": EXAMPLE_PROMPTS,
+            "help": {"prompt": "what to draw, in words (CLIP reads the first 77 tokens)"}}
 
 
 FAMILY = register(Family(
