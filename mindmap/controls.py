@@ -173,13 +173,16 @@ DEPTH = Control("depth", "int", lambda m: m.depth, 1, lambda m: m.depth, label="
 MASK_RATIO = Control("mask_ratio", "float", _mask_ratio_default, lambda m: m.mask_ratios[0], lambda m: m.mask_ratios[1],
                      label="Mask ratio", role="lever",
                      help="share of the cells masked out (and rebuilt by the decoder): fewer pairs, faster")
+JACOBI_WINDOW = Control("jacobi_window", "int", 1, 1, lambda m: min(32, m.cells), label="Jacobi window (SJD)",
+                        role="lever", help="draft codes verified per network call by speculative Jacobi decoding "
+                                           "(1 = off: one code per call); the images keep their distribution")
 DIFFUSION_STEPS = Control("diffusion_steps", "int", 25, 1, 250, label="Diffusion steps (per AR step)", role="lever",
                           help="DDIM steps of the head per AR step")
 
 
 # The order the shared controls are shown in (CLI help, the app's widgets, the API's parameters): each paradigm's
 # own levers first, then token sampling. A control only one paradigm declares comes after these, by role.
-DISPLAY_ORDER = (DEPTH, MASK_RATIO, PREFIX, STEPS, DIFFUSION_STEPS, SCHEDULE, RANDOMNESS, CFG, CFG_SCHEDULE,
+DISPLAY_ORDER = (JACOBI_WINDOW, DEPTH, MASK_RATIO, PREFIX, STEPS, DIFFUSION_STEPS, SCHEDULE, RANDOMNESS, CFG, CFG_SCHEDULE,
                  TEMPERATURE, TOP_K, TOP_P)
 
 

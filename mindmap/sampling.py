@@ -38,6 +38,24 @@ def sample(logits: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tens
     return tokens[:, 0], probs.gather(-1, tokens)[:, 0]
 
 
+def speculative_accept(p: torch.Tensor, q: torch.Tensor, drafts: torch.Tensor,
+                       generator: torch.Generator) -> torch.Tensor:
+    """Which drafts (B, W) to accept: each with probability min(1, p(x) / q(x)), where q (B, W, V) is the
+    distribution it was drawn from and p (B, W, V) the model's given the drafts before it. Returns (B, W) bool."""
+    p_x = p.gather(-1, drafts[..., None])[..., 0]
+    q_x = q.gather(-1, drafts[..., None])[..., 0]
+    u = torch.rand(drafts.shape, generator=generator, device=generator.device).to(p.device)
+    return u * q_x < p_x                                     # u < p/q, without dividing by q
+
+
+def residual_sample(p: torch.Tensor, q: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """After a rejection: one token per row (B,) from norm(max(0, p - q)) (p and q (B, V)); rows whose residual
+    has no mass (p == q) draw from p."""
+    residual = (p - q).clamp_min(0)
+    empty = residual.sum(-1, keepdim=True) <= 0
+    return torch.multinomial(torch.where(empty, p, residual), 1, generator=generator)[:, 0]
+
+
 def make_generator(seed: int, device: torch.device | str) -> torch.Generator:
     """The one source of randomness for a request: same seed, same device -> same draws."""
     return torch.Generator(device=device).manual_seed(int(seed))

@@ -117,7 +117,8 @@ def grid_image(rows: list[list[torch.Tensor]], labels: list[str], scale: int = 3
 def schedule_plot(frame: Frame, width: int = 720, height: int = 150) -> Image.Image:
     """Cells committed per step, one bar a step coloured as in the order map; planned steps hollow.
 
-    The plan comes from `frame.views["plan"]` (the whole schedule, known before decoding starts).
+    The plan comes from `frame.views["plan"]` (the whole schedule, known before decoding starts); a sampler
+    without one (raster: codes decided per call, known only as they come) names its bars `views["schedule_label"]`.
     """
     done = frame.schedule or []
     plan = frame.views.get("plan", done)
@@ -140,8 +141,10 @@ def schedule_plot(frame: Frame, width: int = 720, height: int = 150) -> Image.Im
     draw.line([left, bottom, width - 4, bottom], fill=(90, 90, 90))
     draw.text((4, top - 2), str(peak), fill=(60, 60, 60), font=font(11))
     draw.text((4, bottom - 12), "0", fill=(60, 60, 60), font=font(11))
-    draw.text((left, bottom + 3), f"cells committed per step ({len(done)}/{len(plan)} steps done)", fill=(60, 60, 60),
-              font=font(11))
+    label = frame.views.get("schedule_label")
+    caption = (f"{label} ({len(done)} calls, {sum(done)} codes)" if label else
+               f"cells committed per step ({len(done)}/{len(plan)} steps done)")
+    draw.text((left, bottom + 3), caption, fill=(60, 60, 60), font=font(11))
     return out
 
 

@@ -27,8 +27,11 @@ def test_generate_streams_every_token(tiny_app):
     for path in (image, order, confidence):
         with Image.open(path) as im:
             assert im.size == (16 * 16, 16 * 16)  # 16 px tiny images upscaled to 256 px
-    assert view is None                       # one cell per step: no schedule to plot
-    assert "step 64/64" in stats and "tokens/s" in stats
+    with Image.open(view) as im:              # codes decided per network call (one each without SJD)
+        assert im.size == (900, 150)
+    assert "step 64/64" in stats and "64 network calls" in stats and "tokens/s" in stats
+    final = list(client(tiny_app).submit(**RASTER, jacobi_window=8, api_name="/generate"))[-1][-1]
+    assert "step 64/64" in final and "64 network calls" not in final     # SJD: fewer calls for the same cells
 
 
 @pytest.mark.parametrize("model, extra, updates_expected, stats_end, view_size", [
@@ -119,8 +122,10 @@ def test_each_model_shows_the_controls_it_takes_and_hides_the_rest(tiny_root):
     assert change["view"]["visible"] and change["view"]["label"].startswith("Schedule")
     assert change["dice"]["visible"] and not change["examples"]["visible"] and "masked" in change["info"]
     raster = studio.on_model_change("tiny-raster")
-    assert not raster["view"]["visible"]                               # one cell per step: no view of its own
-    assert not raster["widgets"]["steps"]["visible"]
+    assert raster["view"]["visible"] and raster["view"]["label"] == "Codes decided per network call"
+    assert not raster["widgets"]["steps"]["visible"] and not change["widgets"]["jacobi_window"]["visible"]
+    window = raster["widgets"]["jacobi_window"]
+    assert window["visible"] and (window["minimum"], window["maximum"], window["value"]) == (1, 32, 1)
     cfg = raster["widgets"]["cfg"]
     assert cfg["visible"] and (cfg["minimum"], cfg["maximum"], cfg["value"]) == (1.0, 10.0, 3.0)
 
@@ -140,7 +145,7 @@ def test_the_button_sends_only_what_the_model_takes(tiny_root):
     values = [{"class": "food-fruit", "prompt": "ignored", "seed": 2, "steps": 4, "depth": 2}.get(c.name)
               for c in studio.controls]
     *_, last = studio.ui_generate("tiny-raster", *values)
-    assert "step 64/64" in last.stats and last.view is None
+    assert "step 64/64" in last.stats and last.view.size == (900, 150)
 
 
 @pytest.mark.parametrize("tokenizer, rows", [

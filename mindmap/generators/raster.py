@@ -63,9 +63,20 @@ class RasterGPT(GridLM):
         """codes (B,) just sampled for cell-1 -> logits (B, V) for `cell` (1,)."""
         return self._step(self.tok_emb(codes)[:, None], cell + self.prefix_len - 1)
 
+    def decode_tokens(self, codes: torch.Tensor, cell: int) -> torch.Tensor:
+        """codes (B, T) of cells cell-1 .. cell+T-2 -> logits (B, T, V) for cells cell .. cell+T-1, in one pass.
+
+        Speculative decoding's verification: the cache is written at all T positions; entries past the codes
+        later accepted are stale but never read, as each query attends only to positions up to its own and
+        the next pass writes its inputs over them."""
+        pos = torch.arange(cell, cell + codes.shape[1], device=codes.device) + self.prefix_len - 1
+        return self.head(self._hidden(self.tok_emb(codes), pos))
+
+    def _hidden(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        return self.trunk(x, self.rope[pos], attention_mask(self.causal[pos], self._keys), pos)
+
     def _step(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        h = self.trunk(x, self.rope[pos], attention_mask(self.causal[pos], self._keys), pos)
-        return self.head(h[:, -1])
+        return self.head(self._hidden(x, pos)[:, -1])
 
 
 def raster_loss(model: RasterGPT, codes: torch.Tensor, cond, generator: torch.Generator) -> torch.Tensor:

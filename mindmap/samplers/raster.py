@@ -1,8 +1,19 @@
-"""Raster next-token sampling (LlamaGen): one code per step, row by row.
+"""Raster next-token sampling (LlamaGen): one code per step, row by row, or several per call with SJD.
 
 The real sampler prefills the condition and then feeds one token per step through the static KV
 cache; the naive one (`cached=False`, the benchmark's baseline) recomputes the whole prefix every
 step. Both share this loop, so they draw the same codes for the same seed.
+
+Speculative Jacobi decoding (SJD, Teng et al. 2024; `jacobi_window` W > 1) keeps W draft codes after
+the decided ones and verifies them all in one cached pass: the pass's input is the last decided code
+and the drafts, its output the model's distribution p for each drafted cell (and the one after),
+given the drafts before it. Left to right, a draft drawn from q is accepted with probability
+min(1, p/q); at the first rejection the cell is drawn from norm(max(0, p - q)) and the pass ends;
+if all are accepted the next cell is drawn from p. This is speculative sampling's rule, so every
+decided code is an exact draw from the model's (guided, filtered) distribution, as in plain
+decoding. The cells not reached are re-drafted from this pass's p (the Jacobi update: a fixed point
+where drafts stop changing), new cells at the window's end from the uniform distribution. Rows of a
+batch advance together: by the fewest cells any row decided.
 """
 from __future__ import annotations
 
@@ -11,8 +22,8 @@ from typing import Iterator
 import torch
 
 from ..frames import Frame
-from ..sampling import filter_logits, sample
-from .scaffold import GridState, Guidance, due, kv_cache
+from ..sampling import filter_logits, residual_sample, sample, speculative_accept
+from .scaffold import GridState, Guidance, kv_cache
 
 
 def raster_cells(model, state: GridState, guide: Guidance, generator: torch.Generator, cells: int, cfg: float,
@@ -34,13 +45,80 @@ def raster_cells(model, state: GridState, guide: Guidance, generator: torch.Gene
             yield i
 
 
+def jacobi_cells(model, state: GridState, guide: Guidance, generator: torch.Generator, cells: int, window: int,
+                 cfg: float, temperature: float, top_k: int, top_p: float) -> Iterator[int]:
+    """Decide cells 0 .. cells-1 of `state` in raster order, up to `window` + 1 per network call (SJD, see the
+    module's docstring); yields the number of cells each call decided. The order map records, for every cell,
+    the first cell its call decided, so a call's cells share a colour."""
+    rows, batch, device = guide.rows, guide.batch, guide.rows.device
+
+    def target(logits: torch.Tensor) -> torch.Tensor:        # rows' logits (R, T, V) -> guided probs (B, T, V)
+        return filter_logits(guide.mix(logits, cfg), temperature, top_k, top_p).float().softmax(-1)
+
+    def draw(p: torch.Tensor) -> torch.Tensor:               # (B, T, V) -> one code per row and cell (B, T)
+        if p.shape[1] == 0:
+            return torch.empty(batch, 0, dtype=torch.long, device=device)
+        return torch.multinomial(p.flatten(0, 1), 1, generator=generator).view(batch, -1).to(device)
+
+    with kv_cache(model, rows.shape[0]):
+        p = target(model.prefill(rows)[:, None])
+        state.calls += 1
+        first = draw(p)[:, 0]
+        state.commit(0, first, p[:, 0].gather(-1, first[:, None])[:, 0], step=0)
+        yield 1
+        n, drafts, q = 1, draw(p[:, 1:]), p[:, 1:]
+        while n < cells:
+            w = min(window, cells - n)
+            if drafts.shape[1] < w:                          # new cells at the window's end: uniform drafts
+                vocab = p.shape[-1]
+                fresh = torch.randint(0, vocab, (batch, w - drafts.shape[1]), generator=generator,
+                                      device=generator.device).to(device)
+                drafts = torch.cat([drafts, fresh], 1)
+                q = torch.cat([q, q.new_full((batch, fresh.shape[1], vocab), 1.0 / vocab)], 1)
+            drafts, q = drafts[:, :w], q[:, :w]
+            full = n + w < cells                             # the pass also scores the cell after the window
+            inputs = torch.cat([state.tokens[:, n - 1:n], drafts[:, :w if full else w - 1]], 1)
+            p = target(model.decode_tokens(guide.double(inputs), n))                  # cells n .. n + w (- 1)
+            state.calls += 1
+            ok = speculative_accept(p[:, :w], q, drafts, generator)
+            reject = torch.where((~ok).any(1), (~ok).int().argmax(1), w)             # first rejection per row
+            k = int(reject.min())
+            for j in range(k):
+                state.commit(n + j, drafts[:, j], p[:, j].gather(-1, drafts[:, j:j + 1])[:, 0], step=n)
+            decided = k
+            if k < w:                                  # a row that rejected here redraws; the others keep theirs
+                code = torch.where(reject == k, residual_sample(p[:, k], q[:, k], generator).to(device), drafts[:, k])
+                decided = k + 1
+            elif full:
+                code = draw(p[:, w:w + 1])[:, 0]         # every draft accepted: the cell after comes free
+                decided = w + 1
+            if decided > k:
+                state.commit(n + k, code, p[:, k].gather(-1, code[:, None])[:, 0], step=n)
+            drafts, q = draw(p[:, decided:]), p[:, decided:]                       # the Jacobi update
+            n += decided
+            yield decided
+
+
 @torch.inference_mode()
 def sample_raster(model, tokenizer, cond, generator: torch.Generator, *, cfg: float, temperature: float, top_k: int,
-                  top_p: float, preview_every: int = 1, cached: bool = True) -> Iterator[Frame]:
-    """Yield a Frame every `preview_every` codes (0: only the final Frame) for condition `cond` (B rows)."""
+                  top_p: float, jacobi_window: int = 1, preview_every: int = 1,
+                  cached: bool = True) -> Iterator[Frame]:
+    """Yield a Frame every `preview_every` codes (0: only the final Frame) for condition `cond` (B rows);
+    `jacobi_window` > 1 decodes with SJD (needs the KV cache)."""
     n = tokenizer.grid ** 2
     guide = Guidance(cond, model.null_class, cfg)
     state = GridState(tokenizer, guide.batch, guide.rows.device)
-    for i in raster_cells(model, state, guide, generator, n, cfg, temperature, top_k, top_p, cached):
-        if due(i + 1, n, preview_every):
-            yield state.grid_frame(i + 1, n)
+    if jacobi_window > 1 and not cached:
+        raise ValueError("jacobi_window: speculative Jacobi decoding verifies drafts through the KV cache; the "
+                         "naive baseline (cached=False) takes jacobi_window 1")
+    per_call, done = [], 0
+    steps = (raster_cells(model, state, guide, generator, n, cfg, temperature, top_k, top_p, cached)
+             if jacobi_window == 1 else
+             jacobi_cells(model, state, guide, generator, n, jacobi_window, cfg, temperature, top_k, top_p))
+    for decided in steps:
+        decided = 1 if jacobi_window == 1 else decided
+        per_call.append(decided)
+        before, done = done, done + decided
+        if done == n or preview_every and done // preview_every > before // preview_every:
+            yield state.grid_frame(done, n, schedule=list(per_call),
+                                   views={"schedule_label": "codes decided per network call"})
