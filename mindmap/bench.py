@@ -45,7 +45,11 @@ def measure(pipe, batch: int, repeats: int, values: dict) -> dict:
     out = {"controls": dict(values), "seconds": round(seconds, 4), "seconds_per_image": round(seconds / batch, 4),
            "seconds_per_image_range": spread,
            "tokens_per_s": round(tokens / seconds, 2), "images_per_s": round(batch / seconds, 3),
-           "first_frame_ms": round(statistics.median(r[1] for r in runs), 2), "network_calls": runs[0][2].network_calls}
+           "first_frame_ms": round(statistics.median(r[1] for r in runs), 2)}
+    calls = [r[2].network_calls for r in runs]      # a sampler like SJD takes a different number per seed
+    out["network_calls"] = calls[0] if len(set(calls)) == 1 else round(statistics.mean(calls), 1)
+    if len(set(calls)) > 1:
+        out["network_calls_range"] = [min(calls), max(calls)]
     if "timing" in runs[0][2].views:   # MAR: where the time goes, transformer against diffusion head
         out["split_s"] = {k: round(statistics.median(r[2].views["timing"][k] for r in runs), 4)
                           for k in runs[0][2].views["timing"]}
@@ -90,7 +94,10 @@ def _row(name: str, r: dict, note: str = "") -> str:
     split = r.get("split_s")
     split = f"{split['transformer_s']:.3f} / {split['head_s']:.3f}" if split else "—"
     low, high = r.get("seconds_per_image_range", [r["seconds_per_image"]] * 2)
-    return (f"| {name} | {controls}{note} | {r['network_calls']} | {r['seconds_per_image']:.4f} "
+    calls = r["network_calls"]
+    if "network_calls_range" in r:
+        calls = f"{calls} mean ({r['network_calls_range'][0]}–{r['network_calls_range'][1]})"
+    return (f"| {name} | {controls}{note} | {calls} | {r['seconds_per_image']:.4f} "
             f"({low:.4f}–{high:.4f}) | "
             f"{r['images_per_s']:.2f} | {r['tokens_per_s']:.0f} | {r['first_frame_ms']:.1f} | {split} |")
 

@@ -50,7 +50,7 @@ def jacobi_cells(model, state: GridState, guide: Guidance, generator: torch.Gene
     """Decide cells 0 .. cells-1 of `state` in raster order, up to `window` + 1 per network call (SJD, see the
     module's docstring); yields the number of cells each call decided. The order map records, for every cell,
     the first cell its call decided, so a call's cells share a colour."""
-    rows, batch, device = guide.rows, guide.batch, guide.rows.device
+    rows, batch, device, grid = guide.rows, guide.batch, guide.rows.device, state.grid
 
     def target(logits: torch.Tensor) -> torch.Tensor:        # rows' logits (R, T, V) -> guided probs (B, T, V)
         return filter_logits(guide.mix(logits, cfg), temperature, top_k, top_p).float().softmax(-1)
@@ -69,12 +69,11 @@ def jacobi_cells(model, state: GridState, guide: Guidance, generator: torch.Gene
         n, drafts, q = 1, draw(p[:, 1:]), p[:, 1:]
         while n < cells:
             w = min(window, cells - n)
-            if drafts.shape[1] < w:                          # new cells at the window's end: uniform drafts
-                vocab = p.shape[-1]
-                fresh = torch.randint(0, vocab, (batch, w - drafts.shape[1]), generator=generator,
-                                      device=generator.device).to(device)
-                drafts = torch.cat([drafts, fresh], 1)
-                q = torch.cat([q, q.new_full((batch, fresh.shape[1], vocab), 1.0 / vocab)], 1)
+            for cell in range(n + drafts.shape[1], n + w):  # new cells at the window's end: the code above
+                src = cell - grid if cell >= grid else cell - 1   # (first row: to the left), drafted for sure
+                code = state.tokens[:, src] if src < n else drafts[:, src - n]
+                drafts = torch.cat([drafts, code[:, None]], 1)
+                q = torch.cat([q, torch.nn.functional.one_hot(code, p.shape[-1]).to(q.dtype)[:, None]], 1)
             drafts, q = drafts[:, :w], q[:, :w]
             full = n + w < cells                             # the pass also scores the cell after the window
             inputs = torch.cat([state.tokens[:, n - 1:n], drafts[:, :w if full else w - 1]], 1)
