@@ -11,7 +11,9 @@ control and does all the sampling.
 API (the same whatever checkpoints are installed; the parameters are the paradigms' control catalog):
 - `/generate(model, class_name, prompt, seed, <every sampling control>)`: every argument but `model` may
   be left out (None = the model's default); one the model does not take is an error naming it. Streams
-  (image, decoding order, confidence, paradigm view or None, stats line) after every step.
+  (image, decoding order, confidence, paradigm view or None, stats line) as the model decodes: the first
+  preview at once, then at most one per MINDMAP_PREVIEW_INTERVAL seconds (default 0.1; 0 = every step),
+  and always the final picture.
 - `/models()`: every installed model with its paradigm and its controls (type, range, default).
 - `/classes(model)`: a class model's class names.
 - `/tokenize(tokenizer, sample, upload)`: the tokenizer lab's gallery.
@@ -23,6 +25,7 @@ import logging
 import math
 import os
 import secrets
+import time
 from pathlib import Path
 from typing import NamedTuple
 
@@ -49,6 +52,21 @@ except ImportError:
         return fn
 
 PREVIEW_ALL_CELLS = 64             # grids up to this many cells preview every step
+PREVIEW_INTERVAL = 0.1             # seconds between previews sent (MINDMAP_PREVIEW_INTERVAL; 0 = every one)
+
+
+def preview_interval() -> float:
+    """The least time between two previews sent to the page (the final picture is always sent)."""
+    raw = os.environ.get("MINDMAP_PREVIEW_INTERVAL", "")
+    try:
+        value = float(raw) if raw else PREVIEW_INTERVAL
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 60:
+        logger.warning("MINDMAP_PREVIEW_INTERVAL=%r is not a number of seconds in [0, 60]; using %s", raw,
+                       PREVIEW_INTERVAL)
+        return PREVIEW_INTERVAL
+    return value
 MIN_PX = 256                       # shown images are upscaled (nearest) to at least this size
 NOT_IN_UI = {"batch"}              # bounded work: one image per request
 INTRO = ("Watch an autoregressive image model decode a picture step by step: the image as it fills in, "
@@ -182,8 +200,13 @@ class Studio:
             # Every step on the small grids; the paradigm's cadence on large ones (a 256-token raster run
             # previews every 16 codes: decoding a 256 px picture costs more than a step of the model).
             every = 1 if pipe.cells <= PREVIEW_ALL_CELLS else None
+            # A bounded frame rate: the first preview at once, then at most one per interval after the last one
+            # shown, and always the final picture. A preview skipped is never decoded (its Frame is lazy).
+            interval, shown = preview_interval(), None
             for frame in pipe.stream(preview_every=every, **values):
-                yield render(frame, pipe.paradigm.view)
+                if frame.done or shown is None or time.perf_counter() - shown >= interval:
+                    yield render(frame, pipe.paradigm.view)
+                    shown = time.perf_counter()
         except (ValueError, CheckpointError) as e:  # a bad control or a broken checkpoint: say which
             logger.info("rejected request: %s", e)
             raise gr.Error(str(e)) from None

@@ -31,6 +31,22 @@ class Frame:
         return to_pil(self.image[index], scale)
 
 
+class LazyFrame(Frame):
+    """A Frame whose picture is decoded on first access (`image` given as a function): a sampler streams at its
+    own speed, and a viewer that skips a preview (the app's bounded frame rate) never pays for its decode."""
+
+    @property
+    def image(self) -> torch.Tensor:
+        if callable(self._image):
+            with torch.inference_mode():
+                self._image = self._image()
+        return self._image
+
+    @image.setter
+    def image(self, value):
+        self._image = value
+
+
 def decided_cells(frame: Frame) -> int:
     """Codes drawn for image 0 when each decided cell holds one (a paradigm with more says so itself)."""
     return int((~frame.mask[0]).sum())

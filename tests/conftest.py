@@ -15,6 +15,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 # Published models a developer fetched stay out of the tests: the registry's second root is an empty folder.
 os.environ["MINDMAP_MODELS"] = tempfile.mkdtemp(prefix="mindmap-models-")
+# The app's tests count previews: every one is sent (the bounded frame rate has a test of its own).
+os.environ["MINDMAP_PREVIEW_INTERVAL"] = "0"
 
 from mindmap.checkpoint import write_manifest  # noqa: E402
 from mindmap.generators.base import PRESETS  # noqa: E402

@@ -8,6 +8,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import torch
 from apphelpers import SHIPPED, serve_app, tiny_app  # noqa: F401  (tiny_app is a fixture)
 from conftest import EXAMPLE_PROMPTS, TINY_CLASSES
 from gradio_client import Client
@@ -128,6 +129,31 @@ def test_each_model_shows_the_controls_it_takes_and_hides_the_rest(tiny_root):
     assert window["visible"] and (window["minimum"], window["maximum"], window["value"]) == (1, 32, 1)
     cfg = raster["widgets"]["cfg"]
     assert cfg["visible"] and (cfg["minimum"], cfg["maximum"], cfg["value"]) == (1.0, 10.0, 3.0)
+
+
+def test_previews_are_bounded_by_wall_clock_and_the_final_picture_always_comes(tiny_root, monkeypatch):
+    import app
+    studio = app.Studio(tiny_root)
+    monkeypatch.setenv("MINDMAP_PREVIEW_INTERVAL", "60")
+    sent = list(studio.generate("tiny-masked", {"steps": 6, "seed": 1}))
+    assert len(sent) == 2 and "step 1/6" in sent[0].stats and "step 6/6" in sent[-1].stats
+    monkeypatch.setenv("MINDMAP_PREVIEW_INTERVAL", "0")
+    every = list(studio.generate("tiny-masked", {"steps": 6, "seed": 1}))
+    assert len(every) == 6 and every[-1].image.tobytes() == sent[-1].image.tobytes()
+    monkeypatch.setenv("MINDMAP_PREVIEW_INTERVAL", "abc")
+    assert app.preview_interval() == app.PREVIEW_INTERVAL
+
+
+def test_a_preview_not_looked_at_is_never_decoded(pipes, monkeypatch):
+    pipe = pipes("tiny-raster")
+    calls = []
+    decode = pipe.tokenizer.decode_progress
+    monkeypatch.setattr(pipe.tokenizer, "decode_progress", lambda *a: calls.append(1) or decode(*a))
+    frames = list(pipe.stream(**{"class": pipe.classes[0]}, seed=0, preview_every=1))
+    assert len(frames) == 64 and calls == []
+    image = frames[-1].image
+    assert calls == [1] and frames[-1].image is image                   # decoded once, when read
+    assert torch.equal(image, pipe(**{"class": pipe.classes[0]}, seed=0).image)
 
 
 def test_text_model_shows_its_prompt_and_examples(tiny_root):

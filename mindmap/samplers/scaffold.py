@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 import torch
 
-from ..frames import Frame
+from ..frames import Frame, LazyFrame
 from ..generators.base import TextCondition
 from ..sampling import cfg_mix
 
@@ -67,7 +67,8 @@ class Progress:
 
     def frame(self, image: torch.Tensor, tokens: torch.Tensor, order: torch.Tensor, mask: torch.Tensor,
               confidence: torch.Tensor, step: int, total: int, **extra) -> Frame:
-        return Frame(image=image, tokens=tokens, order=order, mask=mask, confidence=confidence, step=step, total=total,
+        kind = LazyFrame if callable(image) else Frame          # a function: decoded when first looked at
+        return kind(image=image, tokens=tokens, order=order, mask=mask, confidence=confidence, step=step, total=total,
                      network_calls=self.calls, elapsed=time.perf_counter() - self.t0, **extra)
 
 
@@ -101,11 +102,13 @@ class GridState(Progress):
         self.order = self.order.masked_fill(chosen, step)
 
     def grid_frame(self, step: int, total: int, image: torch.Tensor | None = None, **extra) -> Frame:
-        """The Frame of the grid so far; `image` defaults to the tokenizer's decode of the codes so far."""
+        """The Frame of the grid so far; `image` defaults to the tokenizer's decode of the codes so far, done when
+        the Frame's image is first read (a skipped preview costs no decode)."""
         g = self.grid
         tokens = self.tokens.view(-1, g, g)
         known = tokens >= 0
         if image is None:
-            image = self.tokenizer.decode_progress(tokens, known)
+            codes, tokenizer = tokens.clone(), self.tokenizer
+            image = lambda: tokenizer.decode_progress(codes, codes >= 0)  # noqa: E731
         return self.frame(image, tokens.clone(), self.order.view(-1, g, g).clone(), ~known,
                           self.confidence.view(-1, g, g).clone(), step, total, **extra)
