@@ -136,6 +136,14 @@ def _figures(args):
 
 
 def _bench(args):
+    if args.app:
+        from .bench import app_markdown, bench_app
+        if args.sweep or args.against or args.write or args.batch != 1:
+            raise ValueError("--app measures one model at batch 1 through the app; it takes no --sweep, --against, "
+                             "--write or --batch")
+        out = bench_app(args.model, repeats=args.repeats, root=args.root, controls=sampling_values(args))
+        print(app_markdown(out) if args.markdown else json.dumps(out, indent=None if args.json else 2))
+        return
     from .bench import bench
     against = [a.strip() for a in args.against.split(",") if a.strip()] if args.against else []
     out = bench(args.model, batch=args.batch, repeats=args.repeats, root=args.root, controls=sampling_values(args),
@@ -250,6 +258,8 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     b.add_argument("--markdown", action="store_true", help="a table instead of JSON")
     b.add_argument("--write", type=Path, help="put the table in this README, between its BENCH markers")
     b.add_argument("--against", help="comma-separated models measured in the same run, e.g. raster-emoji32")
+    b.add_argument("--app", action="store_true", help="what a person waits for: start app.py and time each image's "
+                   "first update and whole stream through gradio_client, beside the sampler alone")
     b.set_defaults(func=_bench)
     c = sub.add_parser("convert", help="turn a published checkpoint (LlamaGen, ...) into a MINDmap checkpoint folder")
     c.add_argument("family", help="the model family, e.g. llamagen")

@@ -1,71 +1,13 @@
 """Start `python app.py` as a subprocess on a free local port, for the app and browser tests."""
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import tempfile
-import time
-import urllib.error
-import urllib.request
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from mindmap.serve import REPO, serve_app
+
 SHIPPED = REPO / "checkpoints" / "raster-emoji32"
-START_TIMEOUT = 90.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_until_serving(url: str, proc: subprocess.Popen, log: Path, timeout: float):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"app.py exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
-        try:
-            with urllib.request.urlopen(url + "config", timeout=5) as r:
-                if r.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"app.py did not serve {url} within {timeout:.0f} s:\n{log.read_text()[-4000:]}")
-
-
-@contextmanager
-def serve_app(root: Path | None, timeout: float = START_TIMEOUT) -> Iterator[str]:
-    """Run app.py on `root` (None: the shipped checkpoints/) and yield its URL; always stop it."""
-    port = free_port()
-    env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
-           "GRADIO_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    env.pop("MINDMAP_CHECKPOINTS", None)
-    if root is not None:
-        env["MINDMAP_CHECKPOINTS"] = str(root)
-    with tempfile.TemporaryDirectory() as tmp:
-        log = Path(tmp) / "app.log"
-        with open(log, "wb") as out:
-            proc = subprocess.Popen([sys.executable, str(REPO / "app.py")], cwd=REPO, env=env,
-                                    stdout=out, stderr=subprocess.STDOUT)
-        try:
-            url = f"http://127.0.0.1:{port}/"
-            _wait_until_serving(url, proc, log, timeout)
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 @pytest.fixture(scope="module")

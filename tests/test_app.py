@@ -285,3 +285,16 @@ def test_mindmap_fetch_offline_logs_one_line_per_model_and_serves_the_rest(monke
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 2 and "c2i_B_256.pt" in lines[0] and "unknown published model 'no-such-model'" in lines[1]
     assert not any(tmp_path.iterdir())
+
+
+def test_bench_app_times_what_a_person_waits_for(tiny_root, capsys):
+    from mindmap.__main__ import main
+    from mindmap.bench import bench_app
+    out = bench_app("tiny-raster", repeats=1, root=tiny_root, controls={"cfg": 2.0})
+    app = out["app"]
+    assert 0 < app["first_update_ms"]["median"] <= 1000 * app["seconds"]["max"]
+    assert app["seconds"]["min"] <= app["seconds"]["median"] <= app["seconds"]["max"]
+    assert len(app["updates"]) == 1 and app["updates"][0] >= 1 and out["sampler_seconds"] > 0
+    assert out["app_over_sampler"] == round(app["seconds"]["median"] / out["sampler_seconds"], 2)
+    assert main(["bench", "--model", "tiny-raster", "--root", str(tiny_root), "--app", "--sweep", "cfg=2,3"]) == 2
+    assert "--app measures one model" in capsys.readouterr().err

@@ -1,0 +1,70 @@
+"""Run `python app.py` as a subprocess on a free local port (`bench --app`, the app and browser tests)."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+REPO = Path(__file__).resolve().parent.parent
+START_TIMEOUT = 90.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_until_serving(url: str, proc: subprocess.Popen, log: Path, timeout: float):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"app.py exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
+        try:
+            with urllib.request.urlopen(url + "config", timeout=5) as r:
+                if r.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"app.py did not serve {url} within {timeout:.0f} s:\n{log.read_text()[-4000:]}")
+
+
+@contextmanager
+def serve_app(root: Path | None, timeout: float = START_TIMEOUT, env: dict | None = None) -> Iterator[str]:
+    """Run app.py on `root` (None: the shipped checkpoints/) and yield its URL; always stop it. `env`: more
+    environment for the app (e.g. MINDMAP_PREVIEW_INTERVAL)."""
+    app = REPO / "app.py"
+    if not app.is_file():
+        raise FileNotFoundError(f"{app}: the app is not beside this package (a source checkout has it)")
+    port = free_port()
+    env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
+           "GRADIO_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+           **(env or {})}
+    env.pop("MINDMAP_CHECKPOINTS", None)
+    if root is not None:
+        env["MINDMAP_CHECKPOINTS"] = str(root)
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "app.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen([sys.executable, str(app)], cwd=REPO, env=env, stdout=out,
+                                    stderr=subprocess.STDOUT)
+        try:
+            url = f"http://127.0.0.1:{port}/"
+            _wait_until_serving(url, proc, log, timeout)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
