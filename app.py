@@ -34,7 +34,7 @@ import gradio as gr
 import torch.nn.functional as F
 
 from mindmap.checkpoint import CheckpointError, default_root
-from mindmap.controls import SAMPLER_ROLES
+from mindmap.controls import SAMPLER_ROLES, api_name
 from mindmap.data.samples import load_samples, load_user_image
 from mindmap.eval.metrics import psnr
 from mindmap.frames import decided_cells, to_pil
@@ -53,20 +53,6 @@ except ImportError:
 
 PREVIEW_ALL_CELLS = 64             # grids up to this many cells preview every step
 PREVIEW_INTERVAL = 0.1             # seconds between previews sent (MINDMAP_PREVIEW_INTERVAL; 0 = every one)
-
-
-def preview_interval() -> float:
-    """The least time between two previews sent to the page (the final picture is always sent)."""
-    raw = os.environ.get("MINDMAP_PREVIEW_INTERVAL", "")
-    try:
-        value = float(raw) if raw else PREVIEW_INTERVAL
-    except ValueError:
-        value = -1.0
-    if not 0 <= value <= 60:
-        logger.warning("MINDMAP_PREVIEW_INTERVAL=%r is not a number of seconds in [0, 60]; using %s", raw,
-                       PREVIEW_INTERVAL)
-        return PREVIEW_INTERVAL
-    return value
 MIN_PX = 256                       # shown images are upscaled (nearest) to at least this size
 NOT_IN_UI = {"batch"}              # bounded work: one image per request
 INTRO = ("Watch an autoregressive image model decode a picture step by step: the image as it fills in, "
@@ -87,6 +73,20 @@ CSS = """
 """
 
 
+def preview_interval() -> float:
+    """The least time between two previews sent to the page (the final picture is always sent)."""
+    raw = os.environ.get("MINDMAP_PREVIEW_INTERVAL", "")
+    try:
+        value = float(raw) if raw else PREVIEW_INTERVAL
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 60:
+        logger.warning("MINDMAP_PREVIEW_INTERVAL=%r is not a number of seconds in [0, 60]; using %s", raw,
+                       PREVIEW_INTERVAL)
+        return PREVIEW_INTERVAL
+    return value
+
+
 class Outputs(NamedTuple):
     """What /generate streams, by name; the same order for the components and for each update's values."""
     image: object
@@ -94,11 +94,6 @@ class Outputs(NamedTuple):
     confidence: object
     view: object
     stats: object
-
-
-def api_name(control: str) -> str:
-    """A control's parameter name in the API (`class` is a Python keyword)."""
-    return "class_name" if control == "class" else control
 
 
 def load_models(root: Path | None) -> dict[str, dict]:

@@ -12,6 +12,7 @@ import time
 
 import torch
 
+from .controls import api_name
 from .registry import load_pipeline
 
 
@@ -133,7 +134,7 @@ def bench_app(model: str, repeats: int = 5, root=None, controls: dict | None = N
     pipe = load_pipeline(model, root)
     pipe.controls(**controls)                      # a bad control is refused before the app starts
     sampler = measure(pipe, 1, repeats, controls)
-    params = {("class_name" if k == "class" else k): v for k, v in controls.items()}
+    params = {api_name(k): v for k, v in controls.items()}
     firsts, totals, updates = [], [], []
     with serve_app(root) as url:
         client = Client(url, verbose=False)

@@ -139,6 +139,11 @@ def _mask_ratio_default(facts: ModelFacts) -> float:
     return min(max(0.5, lo), hi)
 
 
+def api_name(control: str) -> str:
+    """A control's parameter name in the app's API (`class` is a Python keyword)."""
+    return "class_name" if control == "class" else control
+
+
 # --- the condition and the request: every model takes one condition, a seed and a batch ----------------
 CLASS = Control("class", "choice", lambda m: m.classes[0], choices=lambda m: tuple(m.classes),
                 help="emoji subcategory", label="Class", role="condition")

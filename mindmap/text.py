@@ -42,7 +42,7 @@ def check_prompt(prompt) -> str:
 
 class PromptCache:
     """Encode prompts in batches, each once while it stays among the `CACHED_PROMPTS` most recent; subclasses give
-    `_encode_new(prompts) -> {prompt: tensors}` and `_condition(prompts) -> TextCondition`."""
+    `_encode_new(prompts) -> {prompt: tensors}` and `_condition(those tensors, per prompt) -> TextCondition`."""
 
     def __init__(self):
         self.cache: OrderedDict[str, tuple] = OrderedDict()
@@ -60,6 +60,13 @@ class PromptCache:
         while len(self.cache) > CACHED_PROMPTS:
             self.cache.popitem(last=False)
         return rows
+
+    def _condition(self, rows: list[tuple]) -> TextCondition:
+        raise NotImplementedError
+
+    def encode(self, prompts: list[str], batch: int = 256) -> TextCondition:
+        """Prompts (checked) -> their TextCondition."""
+        return self._condition(self._rows([check_prompt(p) for p in prompts], batch))
 
 
 class TextEncoder(PromptCache):
@@ -88,12 +95,11 @@ class TextEncoder(PromptCache):
         states = self.model(**batch).last_hidden_state
         return {p: (s, m.bool()) for p, s, m in zip(prompts, states, batch["attention_mask"])}
 
-    def encode(self, prompts: list[str], batch: int = 256) -> TextCondition:
-        """Prompts (checked) -> TextCondition with states (B, max_tokens, 384) and masks (B, max_tokens)."""
-        rows = self._rows([check_prompt(p) for p in prompts], batch)
+    def _condition(self, rows: list[tuple]) -> TextCondition:
+        """States (B, max_tokens, 384) and masks (B, max_tokens)."""
         states = torch.stack([r[0] for r in rows])
         mask = torch.stack([r[1] for r in rows])
-        return TextCondition(states, mask, torch.zeros(len(prompts), dtype=torch.bool, device=states.device))
+        return TextCondition(states, mask, torch.zeros(len(rows), dtype=torch.bool, device=states.device))
 
 
 class ClipEncoder(PromptCache):
@@ -131,9 +137,8 @@ class ClipEncoder(PromptCache):
 
     def encode(self, prompts: list[str], batch: int = 64) -> TextCondition:
         """Prompts (checked) -> TextCondition with CLIP states, pooled embeddings and the empty prompt's rows."""
-        cond = self._condition(self._rows([check_prompt(p) for p in prompts], batch))
-        null = self._rows([""] * len(prompts), batch)
-        cond.unconditional = self._condition(null)
+        cond = super().encode(prompts, batch)
+        cond.unconditional = self._condition(self._rows([""] * len(prompts), batch))
         return cond
 
 

@@ -61,10 +61,11 @@ def configure(files: dict[str, Path]) -> dict:
     vq_path, uvit_path = root / "vqvae" / "config.json", root / "transformer" / "config.json"
     vq, uvit = read_config(vq_path, "VQModel"), read_config(uvit_path, "UVit2DModel")
     levels = len(vq.get("block_out_channels") or ())
+    declared = {"norm_type": "group", "act_fn": "silu", **vq}         # VQModel's defaults where the file is silent
     for key, want in (("down_block_types", ["DownEncoderBlock2D"] * levels),
                       ("up_block_types", ["UpDecoderBlock2D"] * levels), ("norm_type", "group"), ("act_fn", "silu"),
                       ("in_channels", 3), ("out_channels", 3), ("lookup_from_codebook", True)):
-        _require(vq_path, {**{"norm_type": "group", "act_fn": "silu"}, **vq}, key, want)
+        _require(vq_path, declared, key, want)
     uvit = {k: v for k, v in uvit.items() if not k.startswith("_")}
     if uvit.get("downsample") or uvit.get("upsample"):
         raise ConvertError(f"{uvit_path}: a down/upsampling UVit2D (aMUSEd-512); MINDmap converts amused-256")

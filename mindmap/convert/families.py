@@ -72,14 +72,16 @@ class Family:
     def flags(self) -> list[str]:
         return list(dict.fromkeys(s.flag for s in self.sources))
 
-    def architecture(self, size: str, overrides: dict | None = None) -> dict:
+    def architecture(self, size: str, *overrides: dict | None) -> dict:
+        """The size's architecture with each layer of `overrides` (by role) applied on top, in order."""
         if size not in self.sizes:
             raise ConvertError(f"--size must be one of {', '.join(self.sizes)} for {self.name}, got {size!r}")
         arch = {role: dict(cfg) for role, cfg in self.sizes[size].items()}
-        for role, cfg in (overrides or {}).items():
-            if role not in arch or not isinstance(cfg, dict):
-                raise ConvertError(f"architecture overrides name roles {', '.join(arch)}, got {role!r}")
-            arch[role].update(cfg)
+        for layer in overrides:
+            for role, cfg in (layer or {}).items():
+                if role not in arch or not isinstance(cfg, dict):
+                    raise ConvertError(f"architecture overrides name roles {', '.join(arch)}, got {role!r}")
+                arch[role].update(cfg)
         return arch
 
 
@@ -149,7 +151,7 @@ def convert(family: str, out: Path, files: dict[str, Path | None] | None = None,
                 raise ConvertError(f"--{s.flag} {files[s.flag]}: no such file" if not s.member else
                                    f"--{s.flag} {files[s.flag]}: has no {s.member}")
         if fam.configure:                           # the architecture is the one the source folder declares
-            config = fam.architecture(size, _merge(fam.configure(files), arch))
+            config = fam.architecture(size, fam.configure(files), arch)
     _check_out(out, force)
 
     with torch.random.fork_rng(devices=[]):
@@ -186,15 +188,6 @@ def convert(family: str, out: Path, files: dict[str, Path | None] | None = None,
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
-    return out
-
-
-def _merge(base: dict, overrides: dict | None) -> dict:
-    """Architecture `base` (by role) with `overrides` (by role) applied on top."""
-    out = {role: dict(cfg) for role, cfg in base.items()}
-    for role, cfg in (overrides or {}).items():
-        if isinstance(cfg, dict):
-            out.setdefault(role, {}).update(cfg)
     return out
 
 

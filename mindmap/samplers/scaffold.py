@@ -42,9 +42,11 @@ class Guidance:
         return cfg_mix(logits, scale) if self.guided else logits
 
 
-def due(done: int, total: int, every: int) -> bool:
-    """Whether to yield a preview after `done` of `total` steps: every `every` steps (0: never), and at the end."""
-    return done == total or bool(every) and done % every == 0
+def due(done: int, total: int, every: int, advanced: int = 1) -> bool:
+    """Whether to yield a preview after `done` of `total` steps: every `every` steps (0: never), and at the end.
+    `advanced`: how many the last call did (SJD decides several cells a call); a preview is due when it crossed
+    a multiple of `every`."""
+    return done == total or bool(every) and done // every > (done - advanced) // every
 
 
 @contextmanager
