@@ -111,8 +111,8 @@ def _eval(args):
         raise ValueError("eval needs --model NAME, --tokenizer NAME|all or --all")
     table = report.generator_table(rows)
     if args.tune:
-        if not args.model or not args.sweep:
-            raise ValueError("--tune needs --model NAME and --sweep CONTROL=V1,V2,...")
+        if not args.model or len({name for v in parse_sweep(args.sweep) for name in v}) != 1:
+            raise ValueError("--tune needs --model NAME and one --sweep CONTROL=V1,V2,... of a single control")
         print(json.dumps({"defaults": report.write_tuned_default(rows, next(iter(rows[0]["controls"])), command,
                                                                  args.root)}), file=sys.stderr)
     if args.write:
@@ -235,7 +235,8 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="JSON output (the default unless --markdown)")
     e.add_argument("--markdown", action="store_true", help="a results table")
     e.add_argument("--root", type=Path, default=None, help="checkpoints folder")
-    e.add_argument("--sweep", help="one row per value, e.g. steps=4,8,16 (with --model)")
+    e.add_argument("--sweep", action="append", help="one row per value, e.g. steps=4,8,16 (with --model); repeat it "
+                   "for more rows; `zip_window=2,4 jacobi_window=8`: every combination")
     e.add_argument("--tune", action="store_true", help="with --model and --sweep: make the value with the lowest "
                    "FD-emoji the model's default (its manifest and card say so)")
     e.add_argument("--write", type=Path, help="put the results in this README (between its markers), the model "
@@ -254,7 +255,8 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=int, default=3)
     b.add_argument("--json", action="store_true", help="one JSON line")
     b.add_argument("--root", type=Path, default=None, help="checkpoints folder")
-    b.add_argument("--sweep", help="also measure at these values of one control, e.g. steps=4,8,16")
+    b.add_argument("--sweep", action="append", help="also measure at these values of a control, e.g. steps=4,8,16; "
+                   "repeat it for more rows; `zip_window=2,4 jacobi_window=8`: every combination")
     b.add_argument("--markdown", action="store_true", help="a table instead of JSON")
     b.add_argument("--write", type=Path, help="put the table in this README, between its BENCH markers")
     b.add_argument("--against", help="comma-separated models measured in the same run, e.g. raster-emoji32")

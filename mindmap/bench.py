@@ -52,6 +52,7 @@ def measure(pipe, batch: int, repeats: int, values: dict) -> dict:
     out["network_calls"] = calls[0] if len(set(calls)) == 1 else round(statistics.mean(calls), 1)
     if len(set(calls)) > 1:
         out["network_calls_range"] = [min(calls), max(calls)]
+    out["codes_per_call"] = round(pipe.cells / statistics.mean(calls), 2)   # cells decided per network call
     if "timing" in runs[0][2].views:   # MAR: where the time goes, transformer against diffusion head
         out["split_s"] = {k: round(statistics.median(r[2].views["timing"][k] for r in runs), 4)
                           for k in runs[0][2].views["timing"]}
@@ -99,15 +100,15 @@ def _row(name: str, r: dict, note: str = "") -> str:
     calls = r["network_calls"]
     if "network_calls_range" in r:
         calls = f"{calls} mean ({r['network_calls_range'][0]}–{r['network_calls_range'][1]})"
-    return (f"| {name} | {controls}{note} | {calls} | {r['seconds_per_image']:.4f} "
+    return (f"| {name} | {controls}{note} | {calls} | {r['codes_per_call']:.2f} | {r['seconds_per_image']:.4f} "
             f"({low:.4f}–{high:.4f}) | "
             f"{r['images_per_s']:.2f} | {r['tokens_per_s']:.0f} | {r['first_frame_ms']:.1f} | {split} |")
 
 
 def markdown_table(out: dict) -> str:
     """One bench run as a table: each model at its defaults, its naive baseline, the sweep."""
-    head = ("| model | controls | network calls | s/image (min–max) | images/s | tokens/s | first preview (ms) | "
-            "transformer / head s (MAR) |\n|---|---|---|---|---|---|---|---|")
+    head = ("| model | controls | network calls | codes per call | s/image (min–max) | images/s | tokens/s | "
+            "first preview (ms) | transformer / head s (MAR) |\n|---|---|---|---|---|---|---|---|---|")
     rows = []
     for r in [out, *out.get("against", {}).values()]:
         rows.append(_row(r["model"], r))

@@ -181,13 +181,16 @@ MASK_RATIO = Control("mask_ratio", "float", _mask_ratio_default, lambda m: m.mas
 JACOBI_WINDOW = Control("jacobi_window", "int", 1, 1, lambda m: min(32, m.cells), label="Jacobi window (SJD)",
                         role="lever", help="draft codes verified per network call by speculative Jacobi decoding "
                                            "(1 = off: one code per call); the images keep their distribution")
+ZIP_WINDOW = Control("zip_window", "int", 0, 0, lambda m: m.grid - 1, label="Next-row overlap (ZipAR)", role="lever",
+                     help="codes a row must have before the row below starts, one code per active row per network "
+                          "call (0 = off); an approximation: a row sees the row above only as far as it is decided")
 DIFFUSION_STEPS = Control("diffusion_steps", "int", 25, 1, 250, label="Diffusion steps (per AR step)", role="lever",
                           help="DDIM steps of the head per AR step")
 
 
 # The order the shared controls are shown in (CLI help, the app's widgets, the API's parameters): each paradigm's
 # own levers first, then token sampling. A control only one paradigm declares comes after these, by role.
-DISPLAY_ORDER = (JACOBI_WINDOW, DEPTH, MASK_RATIO, PREFIX, STEPS, DIFFUSION_STEPS, SCHEDULE, RANDOMNESS, CFG, CFG_SCHEDULE,
+DISPLAY_ORDER = (JACOBI_WINDOW, ZIP_WINDOW, DEPTH, MASK_RATIO, PREFIX, STEPS, DIFFUSION_STEPS, SCHEDULE, RANDOMNESS, CFG, CFG_SCHEDULE,
                  TEMPERATURE, TOP_K, TOP_P)
 
 

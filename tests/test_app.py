@@ -127,6 +127,9 @@ def test_each_model_shows_the_controls_it_takes_and_hides_the_rest(tiny_root):
     assert not raster["widgets"]["steps"]["visible"] and not change["widgets"]["jacobi_window"]["visible"]
     window = raster["widgets"]["jacobi_window"]
     assert window["visible"] and (window["minimum"], window["maximum"], window["value"]) == (1, 32, 1)
+    zipped = raster["widgets"]["zip_window"]                # 8 x 8 grid: a row may start 1 to 7 codes behind
+    assert zipped["visible"] and (zipped["minimum"], zipped["maximum"], zipped["value"]) == (0, 7, 0)
+    assert not change["widgets"]["zip_window"]["visible"]
     cfg = raster["widgets"]["cfg"]
     assert cfg["visible"] and (cfg["minimum"], cfg["maximum"], cfg["value"]) == (1.0, 10.0, 3.0)
 

@@ -68,7 +68,19 @@ def test_bench_json(tiny_root):
         for key in ("tokens_per_s", "images_per_s", "first_frame_ms", "network_calls"):
             assert d[key] > 0
     assert out["network_calls"] == out["baseline"]["network_calls"] == 64
-    assert out["speedup"] > 0
+    assert out["speedup"] > 0 and out["codes_per_call"] == 1
+
+
+def test_bench_sweeps_repeat_and_combine(tiny_root):
+    out = json.loads(cli("bench", "--model", "tiny-raster", "--root", tiny_root, "--repeats", 1, "--json",
+                         "--sweep", "zip_window=3", "--sweep", "zip_window=1 jacobi_window=1,4").stdout)
+    rows = out["sweep"]
+    assert [r["controls"] for r in rows] == [{"zip_window": 3}, {"zip_window": 1, "jacobi_window": 1},
+                                             {"zip_window": 1, "jacobi_window": 4}]
+    assert [r["network_calls"] for r in rows[:2]] == [7 * 3 + 8, 7 * 1 + 8]        # rows start 3 and 1 apart
+    assert rows[0]["codes_per_call"] == round(64 / 29, 2) and rows[2]["network_calls"] <= 15
+    proc = cli("bench", "--model", "tiny-raster", "--root", tiny_root, "--sweep", "zip_window=1 jacobi", check=False)
+    assert proc.returncode == 2 and "--sweep must look like CONTROL=V1,V2" in proc.stderr
 
 
 def test_data_without_npm_fails_clearly(tmp_path):

@@ -38,28 +38,36 @@ def tiny_model():
 @torch.no_grad()
 def exact_distribution(model) -> torch.Tensor:
     """P(image) for all VOCAB ** CELLS images (class 0, cfg, temperature, top-k as the sampler applies them)."""
-    images = torch.tensor(list(itertools.product(range(VOCAB), repeat=CELLS)))
-    labels = torch.zeros(len(images), dtype=torch.long)
-    logits = torch.cat([model(images, labels), model(images, torch.full_like(labels, model.null_class))])
-    logp = filter_logits(cfg_mix(logits, CFG), TEMPERATURE, TOP_K, 1.0).log_softmax(-1)
-    return logp.gather(-1, images[..., None])[..., 0].sum(-1).exp()
+    images = all_images()
+    return teacher_logp(model, images).gather(-1, images[..., None])[..., 0].sum(-1).exp()
+
+
+def all_images() -> torch.Tensor:
+    return torch.tensor(list(itertools.product(range(VOCAB), repeat=CELLS)))
+
+
+def teacher_logp(model, codes: torch.Tensor) -> torch.Tensor:
+    """log p (N, CELLS, VOCAB) of every cell given the codes before it (class 0, guided and filtered as sampled)."""
+    labels = torch.zeros(len(codes), dtype=torch.long)
+    logits = torch.cat([model(codes, labels), model(codes, torch.full_like(labels, model.null_class))])
+    return filter_logits(cfg_mix(logits, CFG), TEMPERATURE, TOP_K, 1.0).log_softmax(-1)
 
 
 @torch.no_grad()
-def draw_images(model, window: int, draws: int = DRAWS, seed: int = 0) -> tuple[torch.Tensor, int]:
-    """`draws` images of class 0: window 1 is plain cached decoding in one batch, SJD draws one image at a time.
-    Returns (codes (draws, CELLS), network calls per image)."""
+def draw_images(model, window: int, draws: int = DRAWS, seed: int = 0, zip_window: int = 0) -> tuple[torch.Tensor, int]:
+    """`draws` images of class 0: window 1 decodes in one batch (plain, or ZipAR with `zip_window`: its schedule does
+    not depend on the codes), SJD one image at a time. Returns (codes (draws, CELLS), network calls per image)."""
     generator = torch.Generator().manual_seed(seed)
     batch = draws if window == 1 else 1
     codes, calls = [], 0
     for _ in range(draws // batch):
         guide = Guidance(torch.zeros(batch, dtype=torch.long), model.null_class, CFG)
         state = GridState(SimpleNamespace(grid=2), batch, "cpu")
-        if window == 1:
+        if window == zip_window + 1 == 1:
             list(raster_sampler.raster_cells(model, state, guide, generator, CELLS, CFG, TEMPERATURE, TOP_K, 1.0))
         else:
-            list(raster_sampler.jacobi_cells(model, state, guide, generator, CELLS, window, CFG, TEMPERATURE, TOP_K,
-                                             1.0))
+            list(raster_sampler.chain_cells(model, state, guide, generator, window, zip_window, CFG, TEMPERATURE,
+                                            TOP_K, 1.0))
         codes.append(state.tokens)
         calls += state.calls
     return torch.cat(codes), calls / (draws // batch)

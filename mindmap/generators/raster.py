@@ -63,14 +63,15 @@ class RasterGPT(GridLM):
         """codes (B,) just sampled for cell-1 -> logits (B, V) for `cell` (1,)."""
         return self._step(self.tok_emb(codes)[:, None], cell + self.prefix_len - 1)
 
-    def decode_tokens(self, codes: torch.Tensor, cell: int) -> torch.Tensor:
-        """codes (B, T) of cells cell-1 .. cell+T-2 -> logits (B, T, V) for cells cell .. cell+T-1, in one pass.
+    def decode_at(self, codes: torch.Tensor, cells: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+        """codes (B, T) of `cells` (T,), fed in one pass -> logits (B, T, V), each for the cell after its own.
+        `visible` (T, S): which cache slots each code's query reads (SJD's verification: the codes before it;
+        ZipAR: the rows above only as far as they are decided).
 
-        Speculative decoding's verification: the cache is written at all T positions; entries past the codes
-        later accepted are stale but never read, as each query attends only to positions up to its own and
-        the next pass writes its inputs over them."""
-        pos = torch.arange(cell, cell + codes.shape[1], device=codes.device) + self.prefix_len - 1
-        return self.head(self._hidden(self.tok_emb(codes), pos))
+        The cache is written at all T slots; entries of codes not kept (rejected drafts) are stale, so callers
+        leave them out of `visible` until the slot is fed a kept code."""
+        pos = cells + self.prefix_len
+        return self.head(self.trunk(self.tok_emb(codes), self.rope[pos], attention_mask(visible, self._keys), pos))
 
     def _hidden(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         return self.trunk(x, self.rope[pos], attention_mask(self.causal[pos], self._keys), pos)
