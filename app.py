@@ -12,7 +12,7 @@ API (the same whatever checkpoints are installed; the parameters are the paradig
 - `/generate(model, class_name, prompt, seed, <every sampling control>)`: every argument but `model` may
   be left out (None = the model's default); one the model does not take is an error naming it. Streams
   (image, decoding order, confidence, paradigm view or None, stats line) as the model decodes: the first
-  preview at once, then at most one per MINDMAP_PREVIEW_INTERVAL seconds (default 0.1; 0 = every step),
+  preview at once, then at most one per MINDMAP_PREVIEW_INTERVAL seconds (default 0.25; 0 = every step),
   and always the final picture.
 - `/models()`: every installed model with its paradigm and its controls (type, range, default).
 - `/classes(model)`: a class model's class names.
@@ -52,7 +52,7 @@ except ImportError:
         return fn
 
 PREVIEW_ALL_CELLS = 64             # grids up to this many cells preview every step
-PREVIEW_INTERVAL = 0.1             # seconds between previews sent (MINDMAP_PREVIEW_INTERVAL; 0 = every one)
+PREVIEW_INTERVAL = 0.25            # seconds between previews sent (MINDMAP_PREVIEW_INTERVAL; 0 = every one)
 MIN_PX = 256                       # shown images are upscaled (nearest) to at least this size
 NOT_IN_UI = {"batch"}              # bounded work: one image per request
 INTRO = ("Watch an autoregressive image model decode a picture step by step: the image as it fills in, "
@@ -65,7 +65,7 @@ HOW_TO_READ = ("**How to read it.** Each step the model picks a code for one or 
                "plot uses the same colours); the confidence map shows the probability the model gave the code it "
                "picked, so dark cells are where the picture could most easily have gone another way.")
 CSS = """
-.pixelated img { image-rendering: pixelated; }
+.pixelated img { image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain; }
 .legend p { font-size: 0.85em; opacity: 0.8; margin: 0; text-align: center; }
 #stats { padding: 8px 12px; border-radius: 8px; background: var(--block-background-fill); }
 #stats p { font-variant-numeric: tabular-nums; margin: 0; }
@@ -127,11 +127,10 @@ def stats_line(frame) -> str:
 
 
 def render(frame, view) -> Outputs:
-    """One streamed Frame as the page shows it; `view` is the paradigm's own picture (None: it has none)."""
-    scale = max(1, math.ceil(MIN_PX / frame.image.shape[-1]))
-    image = frame.pil(0, scale)
-    px = max(image.width, MIN_PX)
-    return Outputs(image, order_map(frame, 0, px), confidence_map(frame, 0, px),
+    """One streamed Frame as the page shows it; `view` is the paradigm's own picture (None: it has none). The
+    picture goes at its own size and the maps one pixel per cell: the browser scales them up, pixelated."""
+    g = frame.order.shape[-1]
+    return Outputs(frame.pil(0), order_map(frame, 0, g), confidence_map(frame, 0, g),
                    view.render(frame, 0, None) if view else None, stats_line(frame))
 
 

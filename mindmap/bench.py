@@ -125,7 +125,9 @@ def _spread(values: list[float], digits: int) -> dict:
 def bench_app(model: str, repeats: int = 5, root=None, controls: dict | None = None) -> dict:
     """What a person waits for: `app.py` started on a free port and driven through gradio_client, one image per
     seed 1..repeats after a warm-up (seed 0). Each request's first update and whole stream are timed from the
-    submit; the sampler's own time at the same controls (picture decoded, no app) is measured beside it."""
+    submit, twice: as the page receives the updates (the browser then fetches each picture, in parallel), and by a
+    client that downloads every update's pictures one after another before reading on (an upper bound). The
+    sampler's own time at the same controls (picture decoded, no app) is measured beside it."""
     if not 1 <= repeats <= 100:
         raise ValueError(f"--repeats must be an integer in [1, 100], got {repeats}")
     from gradio_client import Client
@@ -136,31 +138,37 @@ def bench_app(model: str, repeats: int = 5, root=None, controls: dict | None = N
     pipe.controls(**controls)                      # a bad control is refused before the app starts
     sampler = measure(pipe, 1, repeats, controls)
     params = {api_name(k): v for k, v in controls.items()}
-    firsts, totals, updates = [], [], []
+    runs = {}
     with serve_app(root) as url:
-        client = Client(url, verbose=False)
-        for seed in range(repeats + 1):
-            t0, first, count = time.perf_counter(), None, 0
-            for _ in client.submit(model=model, seed=seed, **params, api_name="/generate"):
-                count += 1
-                first = first if first is not None else time.perf_counter() - t0
-            if seed:                               # seed 0 warms the app up (its first load of the model)
-                firsts.append(first * 1000)
-                totals.append(time.perf_counter() - t0)
-                updates.append(count)
-    app = {"first_update_ms": _spread(firsts, 1), "seconds": _spread(totals, 4), "updates": updates}
+        for fetch in (False, True):
+            client = Client(url, verbose=False, download_files=fetch)
+            firsts, totals, updates = [], [], []
+            for seed in range(repeats + 1):
+                t0, first, count = time.perf_counter(), None, 0
+                for _ in client.submit(model=model, seed=seed, **params, api_name="/generate"):
+                    count += 1
+                    first = first if first is not None else time.perf_counter() - t0
+                if seed:                           # seed 0 warms the app and the client up
+                    firsts.append(first * 1000)
+                    totals.append(time.perf_counter() - t0)
+                    updates.append(count)
+            runs[fetch] = {"first_update_ms": _spread(firsts, 1), "seconds": _spread(totals, 4), "updates": updates}
+    app = {**runs[False], "pictures_fetched": runs[True]}
     return {"model": model, "controls": controls, "repeats": repeats, "app": app,
             "sampler_seconds": sampler["seconds_per_image"],
             "app_over_sampler": round(app["seconds"]["median"] / sampler["seconds_per_image"], 2)}
 
 
 def app_markdown(out: dict) -> str:
-    """`bench --app` as a table row."""
+    """`bench --app` as a table: the stream as the page receives it, then with every picture downloaded."""
     a, controls = out["app"], ", ".join(f"{k}={v}" for k, v in out["controls"].items()) or "defaults"
+
+    def spread(d: dict, digits: int) -> str:
+        return f"{d['median']:.{digits}f} ({d['min']:.{digits}f}–{d['max']:.{digits}f})"
+    rows = [(f"{controls}", a), (f"{controls}, every picture downloaded in turn", a["pictures_fetched"])]
     return ("| model | controls | first update, ms (min–max) | whole image in the app, s (min–max) | sampler alone, s "
-            "| app / sampler | updates sent |\n|---|---|---|---|---|---|---|\n"
-            f"| {out['model']} | {controls} | {a['first_update_ms']['median']:.0f} ({a['first_update_ms']['min']:.0f}–"
-            f"{a['first_update_ms']['max']:.0f}) | {a['seconds']['median']:.2f} ({a['seconds']['min']:.2f}–"
-            f"{a['seconds']['max']:.2f}) | {out['sampler_seconds']:.2f} | {out['app_over_sampler']:.1f}x | "
-            f"{min(a['updates'])}–{max(a['updates'])} |")
+            "| app / sampler | updates sent |\n|---|---|---|---|---|---|---|\n" + "\n".join(
+                f"| {out['model']} | {label} | {spread(r['first_update_ms'], 0)} | {spread(r['seconds'], 2)} | "
+                f"{out['sampler_seconds']:.2f} | {r['seconds']['median'] / out['sampler_seconds']:.1f}x | "
+                f"{min(r['updates'])}–{max(r['updates'])} |" for label, r in rows))
 

@@ -25,9 +25,9 @@ def test_generate_streams_every_token(tiny_app):
     updates = list(client(tiny_app).submit(**RASTER, temperature=1.0, top_k=0, top_p=1.0, api_name="/generate"))
     assert len(updates) >= 3
     image, order, confidence, view, stats = updates[-1]
-    for path in (image, order, confidence):
-        with Image.open(path) as im:
-            assert im.size == (16 * 16, 16 * 16)  # 16 px tiny images upscaled to 256 px
+    for path, size in ((image, 16), (order, 8), (confidence, 8)):  # sent small (the picture at its own 16 px, the
+        with Image.open(path) as im:                                # maps a pixel per cell), scaled up by the page
+            assert im.size == (size, size)
     with Image.open(view) as im:              # codes decided per network call (one each without SJD)
         assert im.size == (900, 150)
     assert "step 64/64" in stats and "64 network calls" in stats and "tokens/s" in stats
@@ -101,14 +101,14 @@ def test_page_says_when_no_model_is_present(tmp_path):
 
 
 @pytest.mark.skipif(not SHIPPED.is_dir(), reason=f"{SHIPPED} not trained yet")
-def test_shipped_model_offers_99_classes_and_draws_256px():
+def test_shipped_model_offers_99_classes_and_draws_32px():
     with serve_app(None) as url:
         c = client(url)
         classes = c.predict("raster-emoji32", api_name="/classes")
         assert len(classes) == 99 and "face-smiling" in classes
         image, *_ = c.predict("raster-emoji32", "face-smiling", api_name="/generate")
-    with Image.open(image) as im:
-        assert im.width == im.height >= 256
+    with Image.open(image) as im:                                 # its own size: the page scales it up
+        assert im.size == (32, 32) and len(set(im.getdata())) > 8
 
 
 def test_each_model_shows_the_controls_it_takes_and_hides_the_rest(tiny_root):
@@ -256,7 +256,8 @@ def test_published_models_are_grouped_after_the_emoji_ones_and_preview_every_16_
     assert (change["widgets"]["top_k"]["value"], change["widgets"]["cfg"]["value"]) == (64, 4.0)
     updates = list(studio.api_generate("aa-llamagen", "goldfish"))
     assert len(updates) == 256 // 16                                  # 256 tokens: a preview every 16 codes
-    assert updates[-1].image.size == (256, 256) and "step 256/256" in updates[-1].stats
+    px = studio.models["aa-llamagen"]["image_size"]                  # the picture at its own size
+    assert updates[-1].image.size == (px, px) and "step 256/256" in updates[-1].stats
     assert len(list(studio.api_generate("tiny-raster", "food-fruit"))) == 64   # small grids: every code
 
 
@@ -299,5 +300,7 @@ def test_bench_app_times_what_a_person_waits_for(tiny_root, capsys):
     assert app["seconds"]["min"] <= app["seconds"]["median"] <= app["seconds"]["max"]
     assert len(app["updates"]) == 1 and app["updates"][0] >= 1 and out["sampler_seconds"] > 0
     assert out["app_over_sampler"] == round(app["seconds"]["median"] / out["sampler_seconds"], 2)
+    fetched = app["pictures_fetched"]                      # the same stream, every picture downloaded in turn
+    assert 0 < fetched["first_update_ms"]["median"] <= 1000 * fetched["seconds"]["max"] and fetched["updates"][0] >= 1
     assert main(["bench", "--model", "tiny-raster", "--root", str(tiny_root), "--app", "--sweep", "cfg=2,3"]) == 2
     assert "--app measures one model" in capsys.readouterr().err
