@@ -105,8 +105,8 @@ def _eval(args):
         rows = run.eval_all(n=args.n, seed=args.seed, root=args.root)
     elif args.model:
         given = sampling_values(args)
-        rows = [run.eval_generator(args.model, n=args.n, seed=args.seed, root=args.root, controls={**given, **v})
-                for v in parse_sweep(args.sweep) or [{}]]
+        rows = [run.eval_generator(args.model, n=args.n, seed=args.seed, root=args.root, controls={**given, **v},
+                                   dtype=args.dtype) for v in parse_sweep(args.sweep) or [{}]]
     else:
         raise ValueError("eval needs --model NAME, --tokenizer NAME|all or --all")
     table = report.generator_table(rows)
@@ -147,7 +147,7 @@ def _bench(args):
     from .bench import bench
     against = [a.strip() for a in args.against.split(",") if a.strip()] if args.against else []
     out = bench(args.model, batch=args.batch, repeats=args.repeats, root=args.root, controls=sampling_values(args),
-                sweep=parse_sweep(args.sweep), against=against)
+                sweep=parse_sweep(args.sweep), against=against, dtype=args.dtype)
     if args.markdown or args.write:
         from .bench import markdown_table
         table = markdown_table(out)
@@ -205,6 +205,8 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     m.set_defaults(func=_models)
 
     g = sub.add_parser("generate", help="generate one image")
+    g.add_argument("--dtype", help="float32 or bfloat16: the generator's weights and activations (default: float32; "
+                   "bfloat16 on a GPU for published models); the tokenizer stays float32")
     g.add_argument("--model", required=True)
     g.add_argument("--class", dest="class_name", help="subcategory, e.g. face-smiling (class models)")
     g.add_argument("--prompt", help="what to draw, in words (text models)")
@@ -227,6 +229,8 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     r.set_defaults(func=_grid)
 
     e = sub.add_parser("eval", help="quality: FD-emoji, class consistency, precision/recall, memorisation")
+    e.add_argument("--dtype", help="float32 or bfloat16: the generator's weights and activations (default: float32; "
+                   "bfloat16 on a GPU for published models); the tokenizer stays float32")
     e.add_argument("--model", help="a generator to sample and score")
     e.add_argument("--tokenizer", help="a tokenizer folder under checkpoints/ (or `all`) to score on held-out emoji")
     e.add_argument("--all", action="store_true", help="every generator")
@@ -250,6 +254,8 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     f.set_defaults(func=_figures)
 
     b = sub.add_parser("bench", help="speed: real sampler vs its naive baseline (and a sweep, other models)")
+    b.add_argument("--dtype", help="float32 or bfloat16: the generator's weights and activations (default: float32; "
+                   "bfloat16 on a GPU for published models); the tokenizer stays float32")
     b.add_argument("--model", required=True)
     b.add_argument("--batch", type=int, default=1)
     b.add_argument("--repeats", type=int, default=3)

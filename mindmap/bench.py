@@ -68,20 +68,22 @@ def bench_one(pipe, batch: int, repeats: int, controls: dict) -> dict:
 
 
 def bench(model: str, batch: int = 1, repeats: int = 3, root=None, controls: dict | None = None,
-          sweep: list[dict] | None = None, against: list[str] | None = None) -> dict:
-    """The model at its defaults (plus `controls`) with its naive baseline, a sweep, and other models."""
+          sweep: list[dict] | None = None, against: list[str] | None = None, dtype: str | None = None) -> dict:
+    """The model at its defaults (plus `controls`) with its naive baseline, a sweep, and other models; `dtype`: the
+    generators' (see `Pipeline.from_pretrained`)."""
     if not 1 <= repeats <= 100:
         raise ValueError(f"--repeats must be an integer in [1, 100], got {repeats}")
     controls = dict(controls or {})
-    pipe = load_pipeline(model, root)
+    pipe = load_pipeline(model, root, dtype=dtype)
     pipe.controls(batch=batch, **controls)  # validates before any timing
     for values in sweep or []:
         pipe.controls(**{**controls, **values})
-    others = [load_pipeline(name, root) for name in against or []]
+    others = [load_pipeline(name, root, dtype=dtype) for name in against or []]
     for other in others:
         if other.cells != pipe.cells:
             raise ValueError(f"--against {other.name} has {other.cells} tokens per image, {model} has {pipe.cells}")
-    out = {"device": str(pipe.device), "threads": torch.get_num_threads(), "batch": batch,
+    out = {"device": str(pipe.device), "dtype": str(next(pipe.generator.parameters()).dtype).removeprefix("torch."),
+           "threads": torch.get_num_threads(), "batch": batch,
            "tokens_per_image": pipe.cells, **bench_one(pipe, batch, repeats, controls)}
     if sweep:
         out["sweep"] = [measure(pipe, batch, repeats, {**controls, **values}) for values in sweep]

@@ -14,7 +14,7 @@ def generate(args) -> dict:
         raise ValueError(f"--scale must be an integer in [1, 32], got {args.scale}")
     if args.out.suffix.lower() != ".png":
         raise ValueError(f"--out must be a .png file, got {args.out}")
-    pipe = load_pipeline(args.model, args.root)
+    pipe = load_pipeline(args.model, args.root, dtype=args.dtype)
     values = {"seed": args.seed, **sampling_values(args)}
     if args.class_name is not None:
         values["class"] = args.class_name

@@ -91,6 +91,9 @@ def check_parts(folder: Path, parts: dict, classes: list[str]):
                                   f"the tokenizer gives {tok.grid}x{tok.grid} with {alphabet[1]}")
 
 
+DTYPES = ("float32", "bfloat16")   # a generator's weights and activations
+
+
 class Pipeline:
     def __init__(self, parts: dict, manifest: dict, specs: list[Control], name: str = "model",
                  folder: Path | None = None):
@@ -99,8 +102,12 @@ class Pipeline:
         self.paradigm = get(manifest["paradigm"])
 
     @classmethod
-    def from_pretrained(cls, folder, device: str | torch.device | None = None) -> "Pipeline":
-        """Load a checkpoint folder (safetensors only); device defaults to CUDA when present."""
+    def from_pretrained(cls, folder, device: str | torch.device | None = None, dtype: str | None = None) -> "Pipeline":
+        """Load a checkpoint folder (safetensors only); device defaults to CUDA when present. `dtype` ("float32" or
+        "bfloat16") is the generators' (the tokenizer stays float32); None: the manifest's `gpu_dtype` on a GPU,
+        else float32."""
+        if dtype is not None and dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
         folder = Path(folder)
         manifest = read_manifest(folder)
         paradigm = paradigm_of(manifest, folder)
@@ -110,10 +117,11 @@ class Pipeline:
         check_parts(folder, parts, manifest.get("classes") or [])
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         parts = {role: part.to(device) for role, part in parts.items()}
-        if device.type == "cuda" and manifest.get("gpu_dtype"):
-            # Published generators run in bf16 on a GPU; tokenizers stay in float32 (VQ decoders overflow in fp16).
-            dtype = getattr(torch, manifest["gpu_dtype"])
-            parts = {role: part if role == "tokenizer" else part.to(dtype) for role, part in parts.items()}
+        if dtype is None and device.type == "cuda":
+            dtype = manifest.get("gpu_dtype")   # published generators run in bf16 on a GPU
+        if dtype:  # tokenizers stay in float32 (VQ decoders overflow in fp16); nn.Module.to: diffusers' own warns
+            parts = {role: part if role == "tokenizer" else torch.nn.Module.to(part, getattr(torch, dtype))
+                     for role, part in parts.items()}   # about float32 modules even when a model has none
         return cls(parts, manifest, model_controls(folder, manifest), name=folder.name, folder=folder)
 
     @property

@@ -76,9 +76,9 @@ def load_tokenizer(name: str, root: Path | None = None):
 
 
 @functools.lru_cache(maxsize=16)
-def load_pipeline(name: str, root: Path | None = None, device: str | None = None) -> Pipeline:
-    """Load (once) the pipeline of a named model."""
-    return Pipeline.from_pretrained(find_model(name, root).folder, device=device)
+def load_pipeline(name: str, root: Path | None = None, device: str | None = None, dtype: str | None = None) -> Pipeline:
+    """Load (once) the pipeline of a named model (`dtype`: see `Pipeline.from_pretrained`)."""
+    return Pipeline.from_pretrained(find_model(name, root).folder, device=device, dtype=dtype)
 
 
 __all__ = ["CheckpointError", "ModelEntry", "list_models", "find_model", "list_tokenizers", "load_pipeline",

@@ -130,12 +130,14 @@ def eval_all(n: int = 990, seed: int = 0, root: Path | None = None) -> list[dict
     return rows
 
 
-def eval_generator(name: str, n: int = 990, seed: int = 0, root: Path | None = None, controls: dict | None = None) -> dict:
-    """Sample (n images over the classes, or one per held-out prompt for a text model) and score them."""
+def eval_generator(name: str, n: int = 990, seed: int = 0, root: Path | None = None, controls: dict | None = None,
+                   dtype: str | None = None) -> dict:
+    """Sample (n images over the classes, or one per held-out prompt for a text model) and score them; `dtype`:
+    the generator's (see `Pipeline.from_pretrained`), named in the row."""
     if not 10 <= n <= 20000:
         raise ValueError(f"--n must be an integer in [10, 20000], got {n}")
     controls = dict(controls or {})
-    pipe = load_pipeline(name, root)
+    pipe = load_pipeline(name, root, dtype=dtype)
     resolved = pipe.controls(**controls)  # refuse a bad control before sampling anything
     data = load_emoji(pipe.manifest["image_size"])
     clf = load_classifier(root)
@@ -152,7 +154,8 @@ def eval_generator(name: str, n: int = 990, seed: int = 0, root: Path | None = N
     agree = topk_agreement(logits, fake_labels)
     memo = nearest_distances(fake, data.tensor(data.indices("train"))) < style_threshold(data)
     extra = pipe.paradigm.eval_extra(pipe, held, resolved) if pipe.paradigm.eval_extra else {}
-    return {"model": variant_name(name, controls), "paradigm": pipe.paradigm.name, "controls": controls,
+    return {"model": variant_name(name, controls) + (f" ({dtype})" if dtype else ""), "paradigm": pipe.paradigm.name,
+            "controls": controls,
             "conditioning": pipe.conditioning, "n": len(fake),
             "params": sum(p.numel() for role, part in pipe.parts.items() if role != "tokenizer" for p in part.parameters()),
             "tokens": pipe.paradigm.codes_per_image(last),
