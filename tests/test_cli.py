@@ -71,16 +71,18 @@ def test_bench_json(tiny_root):
     assert out["speedup"] > 0 and out["codes_per_call"] == 1
 
 
-def test_bench_sweeps_repeat_and_combine(tiny_root):
-    out = json.loads(cli("bench", "--model", "tiny-raster", "--root", tiny_root, "--repeats", 1, "--json",
-                         "--sweep", "zip_window=3", "--sweep", "zip_window=1 jacobi_window=1,4").stdout)
-    rows = out["sweep"]
-    assert [r["controls"] for r in rows] == [{"zip_window": 3}, {"zip_window": 1, "jacobi_window": 1},
-                                             {"zip_window": 1, "jacobi_window": 4}]
+def test_bench_sweeps_repeat_and_combine(tiny_root, capsys):
+    from mindmap.__main__ import main
+    from mindmap.bench import bench
+    from mindmap.cli_controls import parse_sweep
+    sweep = parse_sweep(["zip_window=3", "zip_window=1 jacobi_window=1,4"])
+    assert sweep == [{"zip_window": 3}, {"zip_window": 1, "jacobi_window": 1}, {"zip_window": 1, "jacobi_window": 4}]
+    rows = bench("tiny-raster", repeats=1, root=tiny_root, sweep=sweep)["sweep"]
+    assert [r["controls"] for r in rows] == sweep
     assert [r["network_calls"] for r in rows[:2]] == [7 * 3 + 8, 7 * 1 + 8]        # rows start 3 and 1 apart
     assert rows[0]["codes_per_call"] == round(64 / 29, 2) and rows[2]["network_calls"] <= 15
-    proc = cli("bench", "--model", "tiny-raster", "--root", tiny_root, "--sweep", "zip_window=1 jacobi", check=False)
-    assert proc.returncode == 2 and "--sweep must look like CONTROL=V1,V2" in proc.stderr
+    assert main(["bench", "--model", "tiny-raster", "--root", str(tiny_root), "--sweep", "zip_window=1 jacobi"]) == 2
+    assert "--sweep must look like CONTROL=V1,V2" in capsys.readouterr().err
 
 
 def test_data_without_npm_fails_clearly(tmp_path):
