@@ -16,6 +16,8 @@ import json
 import shutil
 from pathlib import Path
 
+import torch
+
 MANIFEST = "mindmap.json"
 WEIGHTS = "diffusion_pytorch_model.safetensors"
 
@@ -85,6 +87,9 @@ def load_component(folder: Path, name: str, cls, variants: tuple = ()):
         model = cls.from_pretrained(sub, use_safetensors=True, local_files_only=True, low_cpu_mem_usage=False)
     except Exception as e:  # diffusers/safetensors raise many types for a damaged file
         raise CheckpointError(f"{sub}: could not be loaded as {cls.__name__} ({type(e).__name__}: {e})") from None
+    for tensor_name, tensor in model.state_dict().items():   # a valid file can still hold corrupt numbers
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise CheckpointError(f"{sub / WEIGHTS}: tensor {tensor_name!r} holds NaN or infinite values")
     return model.eval()
 
 

@@ -93,6 +93,7 @@ class Control:
     def validate(self, value):
         if value is None:
             return self.default
+        value = plain_scalar(value)
         bad = ValueError(f"{self.name} must be {self.allowed()}, got {value!r}")
         if self.kind == "text":
             return check_prompt(value)
@@ -201,6 +202,22 @@ def with_defaults(specs: list[Control], defaults: dict) -> list[Control]:
     if unknown:
         raise ValueError(f"default for unknown control {unknown[0]!r}")
     return [dataclasses.replace(s, default=s.validate(defaults[s.name])) if s.name in defaults else s for s in specs]
+
+
+def plain_scalar(value):
+    """A numpy scalar or a 0-d array or tensor as the Python number it holds (validated like one); else unchanged."""
+    if getattr(value, "ndim", None) == 0 and callable(getattr(value, "item", None)) and not isinstance(value, str):
+        return value.item()
+    return value
+
+
+def check_preview_every(value) -> int:
+    """The API's `preview_every`: steps between previews, an integer >= 0 (0: the final Frame only)."""
+    value = plain_scalar(value)
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            or value != int(value) or value < 0):
+        raise ValueError(f"preview_every must be an integer >= 0 (0 = the final image only), got {value!r}")
+    return int(value)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from typing import Iterator
 import torch
 
 from .checkpoint import CheckpointError, component_path, load_component, read_manifest
-from .controls import Control, ModelFacts, Request, with_defaults
+from .controls import Control, ModelFacts, Request, check_preview_every, with_defaults
 from .frames import Frame
 from .paradigms import Paradigm, get
 from .sampling import make_generator
@@ -181,7 +181,7 @@ class Pipeline:
         elif cached is not None:
             raise ValueError(f"cached: a {self.paradigm.name} model has no KV cache to switch "
                              f"(its naive baseline is {self.paradigm.baseline(self)})")
-        every = self.paradigm.preview_every(self.cells) if preview_every is None else int(preview_every)
+        every = self.paradigm.preview_every(self.cells) if preview_every is None else check_preview_every(preview_every)
         rng = make_generator(request.seed, self.device)
         models = [self.parts[role] for role in self.paradigm.models]
         yield from self.paradigm.sampler(*models, self.tokenizer, self.condition(request), rng, preview_every=every,

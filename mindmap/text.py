@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import unicodedata
 from collections import OrderedDict
 from pathlib import Path
 
@@ -29,12 +30,16 @@ CACHED_PROMPTS = 1024   # encoded prompts kept per encoder (oldest dropped first
 
 
 def check_prompt(prompt) -> str:
-    """A prompt, trimmed; ValueError naming the control if empty, too long or not text."""
+    """A prompt, normalised (Unicode NFKC), without control or format characters (zero-width spaces, direction
+    marks, ...) and with runs of white space as one space; ValueError naming the control if that leaves nothing,
+    or if it is too long or not text."""
     if not isinstance(prompt, str):
         raise ValueError(f"prompt must be text, got {type(prompt).__name__}")
-    text = " ".join(prompt.split())
+    kept = (" " if c.isspace() else c for c in unicodedata.normalize("NFKC", prompt)
+            if c.isspace() or not unicodedata.category(c).startswith("C"))
+    text = " ".join("".join(kept).split())
     if not text:
-        raise ValueError("prompt must not be empty (after trimming spaces)")
+        raise ValueError("prompt must not be empty (after trimming spaces and control or format characters)")
     if len(text) > MAX_PROMPT_CHARS:
         raise ValueError(f"prompt must be at most {MAX_PROMPT_CHARS} characters, got {len(text)}")
     return text

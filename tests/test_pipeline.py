@@ -106,6 +106,35 @@ def test_missing_and_corrupt_checkpoints_name_the_file(tmp_path):
         Pipeline.from_pretrained(folder)
 
 
+
+def test_non_finite_weights_are_refused_at_load_naming_the_tensor(tmp_path):
+    from safetensors.torch import load_file, save_file
+    folder = write_tiny_checkpoint(tmp_path / "nan")
+    weights = folder / "generator" / "diffusion_pytorch_model.safetensors"
+    tensors = load_file(weights)
+    name = sorted(k for k, v in tensors.items() if v.is_floating_point() and v.ndim == 2)[0]
+    tensors[name][0, 0] = float("inf")                   # a valid file whose numbers are corrupt
+    save_file(tensors, weights)
+    with pytest.raises(CheckpointError, match=f"diffusion_pytorch_model.safetensors: tensor '{name}' holds NaN or "
+                                              "infinite values"):
+        Pipeline.from_pretrained(folder)
+
+
+def test_api_takes_numpy_and_0d_scalars_and_checks_preview_every(pipes):
+    import numpy as np
+    pipe = pipes("tiny-masked")
+    plain = pipe(**{"class": pipe.classes[0]}, seed=3, cfg=2.0, steps=4)
+    for seed, cfg, steps in ((np.int64(3), np.float32(2.0), torch.tensor(4)), (torch.tensor(3), np.float64(2.0), 4)):
+        frame = pipe(**{"class": pipe.classes[0]}, seed=seed, cfg=cfg, steps=steps)
+        assert torch.equal(frame.tokens, plain.tokens)
+    with pytest.raises(ValueError, match=r"steps must be an integer in \[1, 64\], got array"):
+        pipe(**{"class": pipe.classes[0]}, steps=np.array([4, 5]))
+    for bad in (-1, "a", 1.5, True):
+        with pytest.raises(ValueError, match="preview_every must be an integer >= 0"):
+            list(pipe.stream(**{"class": pipe.classes[0]}, preview_every=bad))
+    assert len(list(pipe.stream(**{"class": pipe.classes[0]}, steps=4, preview_every=np.int64(2)))) == 2
+
+
 def test_viz_renders(tmp_path, pipes):
     tiny_pipe = pipes("tiny-raster")
     frames = list(tiny_pipe.stream(preview_every=16, seed=0))

@@ -16,7 +16,10 @@ N = 64  # the tiny models' 8x8 grid
 def test_prompts_are_trimmed_and_checked():
     assert check_prompt("  red   apple \t\n") == "red apple"
     assert check_prompt("🍎 漢字 ☃") == "🍎 漢字 ☃"
-    for bad, needle in (("", "empty"), ("   ", "empty"), ("x" * (MAX_PROMPT_CHARS + 1), "at most"), (None, "text")):
+    # NFKC (full-width letters, the ideographic space), and control and format characters dropped
+    assert check_prompt("ｒｅｄ\u3000ap\u200bple\u202e\x07") == "red apple"
+    for bad, needle in (("", "empty"), ("   ", "empty"), ("\u200b\u200d\x00\u2066", "empty"),
+                        ("x" * (MAX_PROMPT_CHARS + 1), "at most"), (None, "text")):
         with pytest.raises(ValueError, match=f"prompt must.*{needle}"):
             check_prompt(bad)
 
