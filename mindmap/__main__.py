@@ -68,9 +68,19 @@ def _fetch(args):
     print(fetch(args.name, root=args.root, force=args.force))
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad argument in one line (`error: ...`, exit 2) instead of usage and then the error;
+    `--help` still prints the usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog.removeprefix('python -m mindmap').strip() or 'mindmap'}: {message}\n")
+
+
 def _models(args):
     from .registry import list_models
     models = list_models(args.root)
+    if not models and args.root:
+        raise ValueError(f"no models under --root {args.root}")
     if args.json:
         print(json.dumps([m.describe() for m in models], indent=2))
         return
@@ -167,7 +177,7 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     them imports every model, which `data` and a bare `--help` do not need."""
     heavy = {"train": _train_flags, "convert": _convert_flags, "generate": _sampling_flags, "grid": _sampling_flags, "eval": _sampling_flags,
              "bench": _sampling_flags}
-    p = argparse.ArgumentParser(prog="python -m mindmap", description="MINDmap: autoregressive image generation explorer")
+    p = OneLineParser(prog="python -m mindmap", description="MINDmap: autoregressive image generation explorer")
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = p.add_subparsers(dest="command", required=True)
 

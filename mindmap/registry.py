@@ -29,6 +29,8 @@ def model_roots(root: Path | None = None) -> list[Path]:
     """Where models are looked for: `root` alone when given, else the shipped `checkpoints/` and then the published
     models fetched into MINDMAP_MODELS (`python -m mindmap fetch`)."""
     if root:
+        if not Path(root).is_dir():
+            raise CheckpointError(f"checkpoints root {root} is not a folder")
         return [Path(root)]
     return [default_root(), *[p for p in [models_cache()] if p.is_dir() and p.resolve() != default_root().resolve()]]
 
@@ -51,12 +53,14 @@ def find_model(name: str, root: Path | None = None) -> ModelEntry:
     for m in models:
         if m.name == name:
             return m
-    raise ValueError(f"unknown model {name!r}; available: {', '.join(m.name for m in models) or 'none'}")
+    if not models:
+        raise ValueError(f"unknown model {name!r}: no models under {', '.join(map(str, model_roots(root)))}")
+    raise ValueError(f"unknown model {name!r}; available: {', '.join(m.name for m in models)}")
 
 
 def list_tokenizers(root: Path | None = None) -> list[str]:
     """Tokenizer checkpoints under `root` (folders whose manifest has kind `tokenizer`), sorted by name."""
-    root = Path(root) if root else default_root()
+    root = model_roots(root)[0] if root else default_root()
     return sorted(p.parent.name for p in root.glob("*/mindmap.json") if read_manifest(p.parent)["kind"] == "tokenizer")
 
 

@@ -54,12 +54,27 @@ def test_generate_is_deterministic_and_writes_frames_and_gif(tiny_root, tmp_path
     (["--model", "tiny-raster", "--class", "not-a-class"], "class must be one of"),
     (["--model", "tiny-raster", "--cfg", "99"], "cfg must be"),
     (["--model", "tiny-raster", "--top-p", "0"], "top_p must be"),
+    (["--model", "tiny-raster", "--cfg", "abc"], "error: generate: argument --cfg: invalid float value: 'abc'"),
 ])
 def test_generate_errors_exit_nonzero_with_one_line(tiny_root, tmp_path, args, needle):
     proc = cli("generate", *args, "--root", tiny_root, "--out", tmp_path / "x.png", check=False)
     assert proc.returncode != 0
     assert needle in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "x.png").exists()
+
+
+def test_a_missing_or_empty_checkpoints_root_is_named(tmp_path, capsys):
+    from mindmap.__main__ import main
+    cases = [(["models", "--root", str(tmp_path / "nope")], f"checkpoints root {tmp_path / 'nope'} is not a folder"),
+             (["generate", "--model", "x", "--root", str(tmp_path / "nope"), "--out", str(tmp_path / "x.png")],
+              "is not a folder"),
+             (["models", "--root", str(tmp_path)], f"no models under --root {tmp_path}"),
+             (["generate", "--model", "x", "--root", str(tmp_path), "--out", str(tmp_path / "x.png")],
+              f"unknown model 'x': no models under {tmp_path}")]
+    for argv, needle in cases:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert needle in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_bench_json(tiny_root):
