@@ -13,7 +13,8 @@ API (the same whatever checkpoints are installed; the parameters are the paradig
   be left out (None = the model's default); one the model does not take is an error naming it. Streams
   (image, decoding order, confidence, paradigm view or None, stats line) as the model decodes: the first
   preview at once, then at most one per MINDMAP_PREVIEW_INTERVAL seconds (default 0.25; 0 = every step),
-  and always the final picture.
+  and always the final picture. The pictures sent are deleted from Gradio's cache after MINDMAP_CACHE_SECONDS
+  (default 600), so a long-running app's disk stays bounded.
 - `/models()`: every installed model with its paradigm and its controls (type, range, default).
 - `/classes(model)`: a class model's class names.
 - `/tokenize(tokenizer, sample, upload)`: the tokenizer lab's gallery.
@@ -53,6 +54,7 @@ except ImportError:
 
 PREVIEW_ALL_CELLS = 64             # grids up to this many cells preview every step
 PREVIEW_INTERVAL = 0.25            # seconds between previews sent (MINDMAP_PREVIEW_INTERVAL; 0 = every one)
+CACHE_SECONDS = 600                # pictures sent are deleted from Gradio's cache after this (MINDMAP_CACHE_SECONDS)
 MIN_PX = 256                       # shown images are upscaled (nearest) to at least this size
 NOT_IN_UI = {"batch"}              # bounded work: one image per request
 INTRO = ("Watch an autoregressive image model decode a picture step by step: the image as it fills in, "
@@ -73,18 +75,30 @@ CSS = """
 """
 
 
+def env_seconds(name: str, default: float, low: float, high: float) -> float:
+    """A number of seconds from the environment variable `name`, in [low, high]; `default` (with a warning) when
+    it is unset or not such a number."""
+    raw = os.environ.get(name, "")
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        value = float("nan")
+    if not low <= value <= high:
+        logger.warning("%s=%r is not a number of seconds in [%s, %s]; using %s", name, raw, low, high, default)
+        return default
+    return value
+
+
 def preview_interval() -> float:
     """The least time between two previews sent to the page (the final picture is always sent)."""
-    raw = os.environ.get("MINDMAP_PREVIEW_INTERVAL", "")
-    try:
-        value = float(raw) if raw else PREVIEW_INTERVAL
-    except ValueError:
-        value = -1.0
-    if not 0 <= value <= 60:
-        logger.warning("MINDMAP_PREVIEW_INTERVAL=%r is not a number of seconds in [0, 60]; using %s", raw,
-                       PREVIEW_INTERVAL)
-        return PREVIEW_INTERVAL
-    return value
+    return env_seconds("MINDMAP_PREVIEW_INTERVAL", PREVIEW_INTERVAL, 0, 60)
+
+
+def cache_lifetime() -> tuple[int, int]:
+    """Gradio's `delete_cache` (every `frequency` seconds, delete the pictures older than `age`): the disk a
+    long-running app uses stays bounded by the requests of the last MINDMAP_CACHE_SECONDS (default 600)."""
+    age = int(env_seconds("MINDMAP_CACHE_SECONDS", CACHE_SECONDS, 1, 86400))
+    return min(60, age), age
 
 
 class Outputs(NamedTuple):
@@ -435,7 +449,7 @@ def build(root: Path | None = None) -> gr.Blocks:
         """The class names a model is conditioned on."""
         return studio.classes(model)
 
-    with gr.Blocks(title="MINDmap", analytics_enabled=False) as demo:
+    with gr.Blocks(title="MINDmap", analytics_enabled=False, delete_cache=cache_lifetime()) as demo:
         gr.Markdown(f"# MINDmap\n{INTRO}")
         with gr.Tab("Generate"):
             generate_tab(demo, studio, studio.default_model())

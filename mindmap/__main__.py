@@ -102,6 +102,8 @@ def _grid(args):
 def _eval(args):
     from .eval import report, run
     command = "python -m mindmap " + " ".join(sys.argv[1:])
+    if args.write and not Path(args.write).is_file():
+        raise ValueError(f"--write {args.write} is not a file (a README with the section markers)")
     if args.tokenizer:
         from .registry import list_tokenizers
         names = list_tokenizers(args.root) if args.tokenizer == "all" else [args.tokenizer]
@@ -111,6 +113,8 @@ def _eval(args):
             report.write_section(args.write, "TOKENIZERS", f"Measured by `{command}`:\n\n{table}")
         print(table if args.markdown else json.dumps(rows[0] if len(rows) == 1 else rows))
         return
+    if args.tune and (not args.model or len({name for v in parse_sweep(args.sweep) for name in v}) != 1):
+        raise ValueError("--tune needs --model NAME and one --sweep CONTROL=V1,V2,... of a single control")
     if args.all:
         rows = run.eval_all(n=args.n, seed=args.seed, root=args.root)
     elif args.model:
@@ -121,8 +125,6 @@ def _eval(args):
         raise ValueError("eval needs --model NAME, --tokenizer NAME|all or --all")
     table = report.generator_table(rows)
     if args.tune:
-        if not args.model or len({name for v in parse_sweep(args.sweep) for name in v}) != 1:
-            raise ValueError("--tune needs --model NAME and one --sweep CONTROL=V1,V2,... of a single control")
         print(json.dumps({"defaults": report.write_tuned_default(rows, next(iter(rows[0]["controls"])), command,
                                                                  args.root)}), file=sys.stderr)
     if args.write:
@@ -155,6 +157,8 @@ def _bench(args):
         print(app_markdown(out) if args.markdown else json.dumps(out, indent=None if args.json else 2))
         return
     from .bench import bench
+    if args.write and not Path(args.write).is_file():
+        raise ValueError(f"--write {args.write} is not a file (a README with the section markers)")
     against = [a.strip() for a in args.against.split(",") if a.strip()] if args.against else []
     out = bench(args.model, batch=args.batch, repeats=args.repeats, root=args.root, controls=sampling_values(args),
                 sweep=parse_sweep(args.sweep), against=against, dtype=args.dtype)

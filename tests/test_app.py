@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 import urllib.request
 from pathlib import Path
 
@@ -147,6 +148,24 @@ def test_previews_are_bounded_by_wall_clock_and_the_final_picture_always_comes(t
     assert app.preview_interval() == app.PREVIEW_INTERVAL
 
 
+def test_the_pictures_sent_leave_the_disk_after_their_lifetime(tiny_root, tmp_path):
+    """F17: Gradio writes every picture it sends into its temp folder; the app deletes those older than
+    MINDMAP_CACHE_SECONDS, so a long-running app's disk stays bounded."""
+    temp = tmp_path / "gradio"
+
+    def pictures():
+        return [f for f in temp.rglob("*") if f.is_file() and f.suffix == ".png"]
+    with serve_app(tiny_root, env={"MINDMAP_CACHE_SECONDS": "4", "GRADIO_TEMP_DIR": str(temp)}) as url:
+        list(client(url).submit(**RASTER, api_name="/generate"))
+        assert len(pictures()) >= 3                                   # image, order and confidence maps, view
+        deadline = time.monotonic() + 20
+        while pictures() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert pictures() == []
+    import app
+    assert app.cache_lifetime() == (60, 600)                        # the default: ten minutes of pictures
+
+
 def test_a_preview_not_looked_at_is_never_decoded(pipes, monkeypatch):
     pipe = pipes("tiny-raster")
     calls = []
@@ -212,6 +231,24 @@ def test_tokenizer_lab_takes_an_upload_and_refuses_a_non_image(tiny_app, tmp_pat
         client(tiny_app).predict("tiny-vq", None, handle_file(str(text)), api_name="/tokenize")
     with pytest.raises(Exception, match="no such emoji is not in the list of choices"):
         client(tiny_app).predict("tiny-vq", "no such emoji", None, api_name="/tokenize")
+    bomb = tmp_path / "bomb.png"                     # a real PNG whose header claims 100000 x 100000 pixels
+    bomb.write_bytes(claimed_size_png(100_000, 100_000))
+    with pytest.raises(Exception, match="image sides must be at most"):
+        client(tiny_app).predict("tiny-vq", None, handle_file(str(bomb)), api_name="/tokenize")
+
+
+def claimed_size_png(width: int, height: int) -> bytes:
+    """A 1 x 1 PNG whose IHDR (with its checksum) is rewritten to claim width x height pixels."""
+    import io
+    import struct
+    import zlib
+    buf = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(buf, format="PNG")
+    data = bytearray(buf.getvalue())
+    body = b"IHDR" + struct.pack(">II", width, height) + bytes(data[24:29])
+    data[12:29] = body
+    data[29:33] = struct.pack(">I", zlib.crc32(body))
+    return bytes(data)
 
 
 def test_text_model_takes_a_prompt_and_refuses_an_empty_one(tiny_app):

@@ -63,6 +63,32 @@ def test_generate_errors_exit_nonzero_with_one_line(tiny_root, tmp_path, args, n
     assert not (tmp_path / "x.png").exists()
 
 
+def test_outputs_are_checked_before_any_work(tiny_root, tmp_path, capsys):
+    from mindmap.__main__ import main
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "a_dir.png").mkdir()
+    base = ["generate", "--model", "tiny-raster", "--class", "food-fruit", "--root", str(tiny_root)]
+    ok = str(tmp_path / "ok.png")
+    cases = [(["--out", str(tmp_path / "a_file" / "x.png")], f"--out {tmp_path / 'a_file' / 'x.png'}: "
+              f"{tmp_path / 'a_file'} is not a folder"),
+             (["--out", str(tmp_path / "a_dir.png")], "is a folder; give a file name"),
+             (["--out", str(tmp_path / "x.jpg")], "--out must be a .png file"),
+             (["--out", ok, "--frames", str(tmp_path / "a_file")], "--frames"),
+             (["--out", ok, "--gif", str(tmp_path / "a_dir.png")], "--gif must be a .gif file"),
+             (["--out", "/proc/x.png"], "--out /proc/x.png: cannot write in /proc")]
+    before = sorted(tmp_path.rglob("*"))
+    for extra, needle in cases:
+        assert main([*base, *extra]) == 2
+        err = capsys.readouterr().err
+        assert needle in err and len(err.strip().splitlines()) == 1, err
+    assert sorted(tmp_path.rglob("*")) == before                         # nothing written, nothing left over
+    assert main(["grid", "--model", "tiny-raster", "--root", str(tiny_root), "--classes", "food-fruit",
+                 "--out", str(tmp_path / "a_dir.png")]) == 2
+    assert main(["bench", "--model", "tiny-raster", "--root", str(tiny_root), "--write", str(tmp_path)]) == 2
+    assert main(["eval", "--model", "tiny-raster", "--root", str(tiny_root), "--tune"]) == 2   # no --sweep
+    assert "--write" in capsys.readouterr().err
+
+
 def test_a_missing_or_empty_checkpoints_root_is_named(tmp_path, capsys):
     from mindmap.__main__ import main
     cases = [(["models", "--root", str(tmp_path / "nope")], f"checkpoints root {tmp_path / 'nope'} is not a folder"),

@@ -79,6 +79,9 @@ def load_user_image(path: Path, size: int) -> torch.Tensor:
             if max(im.size) > MAX_UPLOAD_SIDE:
                 raise ValueError(f"image sides must be at most {MAX_UPLOAD_SIDE} px, got {im.size[0]}x{im.size[1]}")
             rgba = im.convert("RGBA")
+    except Image.DecompressionBombError:          # refused by Pillow before decoding: the header claims too much
+        raise ValueError(f"image sides must be at most {MAX_UPLOAD_SIDE} px; its header claims over "
+                         f"{Image.MAX_IMAGE_PIXELS * 2} pixels") from None
     except (UnidentifiedImageError, OSError) as e:
         raise ValueError(f"image could not be read as a picture ({type(e).__name__})") from None
     white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
