@@ -101,6 +101,12 @@ def cache_lifetime() -> tuple[int, int]:
     return min(60, age), age
 
 
+def refuse(message: str) -> gr.Error:
+    """A refused request: one log line, and the message for the page or the API client (no server traceback)."""
+    logger.info("refused request: %s", message)
+    return gr.Error(message, print_exception=False)
+
+
 class Outputs(NamedTuple):
     """What /generate streams, by name; the same order for the components and for each update's values."""
     image: object
@@ -188,7 +194,7 @@ class Studio:
 
     def check_model(self, model) -> dict:
         if not isinstance(model, str) or model not in self.models:
-            raise gr.Error(f"model must be one of: {', '.join(self.models) or 'none found'}; got {model!r}")
+            raise refuse(f"model must be one of: {', '.join(self.models) or 'none found'}; got {model!r}")
         return self.models[model]
 
     def classes(self, model: str) -> list[str]:
@@ -216,8 +222,10 @@ class Studio:
                     yield render(frame, pipe.paradigm.view)
                     shown = time.perf_counter()
         except (ValueError, CheckpointError) as e:  # a bad control or a broken checkpoint: say which
-            logger.info("rejected request: %s", e)
-            raise gr.Error(str(e)) from None
+            raise refuse(str(e)) from None
+        except Exception as e:                      # a fault of ours: the traceback logged once, a readable error
+            logger.exception("request failed: %s", model)
+            raise gr.Error(f"generation failed ({type(e).__name__}: {e})", print_exception=False) from None
 
     def ui_generate(self, model, *widget_values):
         """The Generate button: the widgets of the controls this model takes (the others are hidden)."""
@@ -282,7 +290,7 @@ class Studio:
     def tokenize(self, tokenizer: str, sample: str | None, upload: str | None):
         """Tokenizer lab: the picture, then for each level (depth, ...) its reconstruction with PSNR and its codes."""
         if not isinstance(tokenizer, str) or tokenizer not in self.tokenizers:
-            raise gr.Error(f"tokenizer must be one of: {', '.join(self.tokenizers) or 'none found'}; got {tokenizer!r}")
+            raise refuse(f"tokenizer must be one of: {', '.join(self.tokenizers) or 'none found'}; got {tokenizer!r}")
         try:
             tok = load_tokenizer(tokenizer, self.root)
             size = tok.image_size
@@ -294,7 +302,7 @@ class Studio:
                 raise ValueError(f"sample must be one of the {len(self.samples)} held-out emoji, or upload a "
                                  f"picture; got {sample!r}")
         except (ValueError, CheckpointError) as e:
-            raise gr.Error(str(e)) from None
+            raise refuse(str(e)) from None
         scale = max(1, math.ceil(MIN_PX / size))
         items = [(to_pil(image, scale), "input")]
         for label, recon, codes in tok.previews(image[None]):

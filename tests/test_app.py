@@ -148,6 +148,21 @@ def test_previews_are_bounded_by_wall_clock_and_the_final_picture_always_comes(t
     assert app.preview_interval() == app.PREVIEW_INTERVAL
 
 
+def test_a_refused_request_is_one_log_line_and_no_traceback(tiny_root, caplog):
+    import logging
+
+    import app
+    import gradio as gr
+    studio = app.Studio(tiny_root)
+    for model, values, needle in (("tiny-raster", {"cfg": 99}, "cfg must be a number in [1.0, 10.0], got 99"),
+                                  (["tiny-raster"], {}, "model must be one of")):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="mindmap.app"), pytest.raises(gr.Error) as refused:
+            list(studio.generate(model, values))
+        assert needle in str(refused.value) and refused.value.print_exception is False
+        assert [r.getMessage() for r in caplog.records] == [f"refused request: {refused.value.message}"]
+
+
 def test_the_pictures_sent_leave_the_disk_after_their_lifetime(tiny_root, tmp_path):
     """F17: Gradio writes every picture it sends into its temp folder; the app deletes those older than
     MINDMAP_CACHE_SECONDS, so a long-running app's disk stays bounded."""
