@@ -14,7 +14,8 @@ API (the same whatever checkpoints are installed; the parameters are the paradig
   (image, decoding order, confidence, paradigm view or None, stats line) as the model decodes: the first
   preview at once, then at most one per MINDMAP_PREVIEW_INTERVAL seconds (default 0.25; 0 = every step),
   and always the final picture. The pictures sent are deleted from Gradio's cache after MINDMAP_CACHE_SECONDS
-  (default 600), so a long-running app's disk stays bounded.
+  (default 600), so a long-running app's disk stays bounded. A request decoding past MINDMAP_REQUEST_SECONDS
+  (default 120) stops with its partial picture and says so in the stats line.
 - `/models()`: every installed model with its paradigm and its controls (type, range, default).
 - `/classes(model)`: a class model's class names.
 - `/tokenize(tokenizer, sample, upload)`: the tokenizer lab's gallery.
@@ -54,6 +55,7 @@ except ImportError:
 
 PREVIEW_ALL_CELLS = 64             # grids up to this many cells preview every step
 PREVIEW_INTERVAL = 0.25            # seconds between previews sent (MINDMAP_PREVIEW_INTERVAL; 0 = every one)
+REQUEST_SECONDS = 120.0            # a request decoding longer stops with its partial picture (MINDMAP_REQUEST_SECONDS)
 CACHE_SECONDS = 600                # pictures sent are deleted from Gradio's cache after this (MINDMAP_CACHE_SECONDS)
 MIN_PX = 256                       # shown images are upscaled (nearest) to at least this size
 NOT_IN_UI = {"batch"}              # bounded work: one image per request
@@ -92,6 +94,12 @@ def env_seconds(name: str, default: float, low: float, high: float) -> float:
 def preview_interval() -> float:
     """The least time between two previews sent to the page (the final picture is always sent)."""
     return env_seconds("MINDMAP_PREVIEW_INTERVAL", PREVIEW_INTERVAL, 0, 60)
+
+
+def request_limit() -> float:
+    """The longest a request may decode (MINDMAP_REQUEST_SECONDS, default 120 s) before it stops with its partial
+    picture."""
+    return env_seconds("MINDMAP_REQUEST_SECONDS", REQUEST_SECONDS, 0.01, 3600)
 
 
 def cache_lifetime() -> tuple[int, int]:
@@ -217,7 +225,17 @@ class Studio:
             # A bounded frame rate: the first preview at once, then at most one per interval after the last one
             # shown, and always the final picture. A preview skipped is never decoded (its Frame is lazy).
             interval, shown = preview_interval(), None
+            # Bounded work: a request running past MINDMAP_REQUEST_SECONDS stops with its partial picture and says
+            # so, freeing the worker (the sampler's cache is released as its stream closes).
+            limit, start = request_limit(), time.perf_counter()
             for frame in pipe.stream(preview_every=every, **values):
+                over = not frame.done and time.perf_counter() - start > limit
+                if over:
+                    out = render(frame, pipe.paradigm.view)
+                    yield out._replace(stats=f"{out.stats} · **stopped**: over this app's limit of {limit:g} s "
+                                             "per request (fewer steps finish sooner)")
+                    logger.info("stopped request over %g s: %s %s", limit, model, values)
+                    return
                 if frame.done or shown is None or time.perf_counter() - shown >= interval:
                     yield render(frame, pipe.paradigm.view)
                     shown = time.perf_counter()

@@ -148,6 +148,17 @@ def test_previews_are_bounded_by_wall_clock_and_the_final_picture_always_comes(t
     assert app.preview_interval() == app.PREVIEW_INTERVAL
 
 
+def test_a_request_over_the_time_limit_stops_with_its_partial_picture(tiny_root, monkeypatch):
+    import app
+    studio = app.Studio(tiny_root)
+    monkeypatch.setenv("MINDMAP_REQUEST_SECONDS", "0.01")
+    sent = list(studio.generate("tiny-mar", {"steps": 16, "diffusion_steps": 25, "seed": 1}))
+    assert "**stopped**: over this app's limit of 0.01 s per request" in sent[-1].stats
+    assert "step 16/16" not in sent[-1].stats and sent[-1].image.size == (16, 16)
+    monkeypatch.setenv("MINDMAP_REQUEST_SECONDS", "60")
+    assert "stopped" not in list(studio.generate("tiny-mar", {"steps": 4, "diffusion_steps": 2}))[-1].stats
+
+
 def test_a_refused_request_is_one_log_line_and_no_traceback(tiny_root, caplog):
     import logging
 
