@@ -182,8 +182,9 @@ def test_the_pictures_sent_leave_the_disk_after_their_lifetime(tiny_root, tmp_pa
     def pictures():
         return [f for f in temp.rglob("*") if f.is_file() and f.suffix == ".png"]
     with serve_app(tiny_root, env={"MINDMAP_CACHE_SECONDS": "4", "GRADIO_TEMP_DIR": str(temp)}) as url:
-        list(client(url).submit(**RASTER, api_name="/generate"))
-        assert len(pictures()) >= 3                                   # image, order and confidence maps, view
+        updates = list(Client(url, verbose=False, download_files=False).submit(**RASTER, api_name="/generate"))
+        sent = {Path(picture["path"]) for update in updates for picture in update[:4] if picture}
+        assert len(sent) >= 4 and all(temp in path.parents for path in sent)   # written into the temp folder
         deadline = time.monotonic() + 20
         while pictures() and time.monotonic() < deadline:
             time.sleep(0.5)
