@@ -102,8 +102,7 @@ def _grid(args):
 def _eval(args):
     from .eval import report, run
     command = "python -m mindmap " + " ".join(sys.argv[1:])
-    if args.write and not Path(args.write).is_file():
-        raise ValueError(f"--write {args.write} is not a file (a README with the section markers)")
+    _check_write(args)
     if args.tokenizer:
         from .registry import list_tokenizers
         names = list_tokenizers(args.root) if args.tokenizer == "all" else [args.tokenizer]
@@ -157,8 +156,7 @@ def _bench(args):
         print(app_markdown(out) if args.markdown else json.dumps(out, indent=None if args.json else 2))
         return
     from .bench import bench
-    if args.write and not Path(args.write).is_file():
-        raise ValueError(f"--write {args.write} is not a file (a README with the section markers)")
+    _check_write(args)
     against = [a.strip() for a in args.against.split(",") if a.strip()] if args.against else []
     out = bench(args.model, batch=args.batch, repeats=args.repeats, root=args.root, controls=sampling_values(args),
                 sweep=parse_sweep(args.sweep), against=against, dtype=args.dtype)
@@ -219,8 +217,7 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     m.set_defaults(func=_models)
 
     g = sub.add_parser("generate", help="generate one image")
-    g.add_argument("--dtype", help="float32 or bfloat16: the generator's weights and activations (default: float32; "
-                   "bfloat16 on a GPU for published models); the tokenizer stays float32")
+    _dtype_flag(g)
     g.add_argument("--model", required=True)
     g.add_argument("--class", dest="class_name", help="subcategory, e.g. face-smiling (class models)")
     g.add_argument("--prompt", help="what to draw, in words (text models)")
@@ -243,8 +240,7 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     r.set_defaults(func=_grid)
 
     e = sub.add_parser("eval", help="quality: FD-emoji, class consistency, precision/recall, memorisation")
-    e.add_argument("--dtype", help="float32 or bfloat16: the generator's weights and activations (default: float32; "
-                   "bfloat16 on a GPU for published models); the tokenizer stays float32")
+    _dtype_flag(e)
     e.add_argument("--model", help="a generator to sample and score")
     e.add_argument("--tokenizer", help="a tokenizer folder under checkpoints/ (or `all`) to score on held-out emoji")
     e.add_argument("--all", action="store_true", help="every generator")
@@ -268,8 +264,7 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     f.set_defaults(func=_figures)
 
     b = sub.add_parser("bench", help="speed: real sampler vs its naive baseline (and a sweep, other models)")
-    b.add_argument("--dtype", help="float32 or bfloat16: the generator's weights and activations (default: float32; "
-                   "bfloat16 on a GPU for published models); the tokenizer stays float32")
+    _dtype_flag(b)
     b.add_argument("--model", required=True)
     b.add_argument("--batch", type=int, default=1)
     b.add_argument("--repeats", type=int, default=3)
@@ -305,6 +300,17 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     if command in heavy:
         heavy[command](sub.choices[command])
     return p
+
+
+def _dtype_flag(parser: argparse.ArgumentParser):
+    parser.add_argument("--dtype", help="float32 or bfloat16: the generator's weights and activations (default: "
+                        "float32; bfloat16 on a GPU for published models); the tokenizer stays float32")
+
+
+def _check_write(args):
+    """`--write` names an existing README (its section markers are replaced): checked before any work."""
+    if args.write and not Path(args.write).is_file():
+        raise ValueError(f"--write {args.write} is not a file (a README with the section markers)")
 
 
 def _sampling_flags(parser: argparse.ArgumentParser):

@@ -191,8 +191,8 @@ DIFFUSION_STEPS = Control("diffusion_steps", "int", 25, 1, 250, label="Diffusion
 
 # The order the shared controls are shown in (CLI help, the app's widgets, the API's parameters): each paradigm's
 # own levers first, then token sampling. A control only one paradigm declares comes after these, by role.
-DISPLAY_ORDER = (JACOBI_WINDOW, ZIP_WINDOW, DEPTH, MASK_RATIO, PREFIX, STEPS, DIFFUSION_STEPS, SCHEDULE, RANDOMNESS, CFG, CFG_SCHEDULE,
-                 TEMPERATURE, TOP_K, TOP_P)
+DISPLAY_ORDER = (JACOBI_WINDOW, ZIP_WINDOW, DEPTH, MASK_RATIO, PREFIX, STEPS, DIFFUSION_STEPS, SCHEDULE, RANDOMNESS,
+                 CFG, CFG_SCHEDULE, TEMPERATURE, TOP_K, TOP_P)
 
 
 def with_defaults(specs: list[Control], defaults: dict) -> list[Control]:

@@ -70,11 +70,13 @@ class RasterGPT(GridLM):
 
         The cache is written at all T slots; entries of codes not kept (rejected drafts) are stale, so callers
         leave them out of `visible` until the slot is fed a kept code."""
-        pos = cells + self.prefix_len
-        return self.head(self.trunk(self.tok_emb(codes), self.rope[pos], attention_mask(visible, self._keys), pos))
+        return self.head(self._hidden(self.tok_emb(codes), cells + self.prefix_len, visible))
 
-    def _hidden(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        return self.trunk(x, self.rope[pos], attention_mask(self.causal[pos], self._keys), pos)
+    def _hidden(self, x: torch.Tensor, pos: torch.Tensor, visible: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, T, C) fed at cache slots `pos` (T,); each query reads `visible` (T, S), by default every slot up to
+        its own."""
+        mask = self.causal[pos] if visible is None else visible
+        return self.trunk(x, self.rope[pos], attention_mask(mask, self._keys), pos)
 
     def _step(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         return self.head(self._hidden(x, pos)[:, -1])

@@ -114,7 +114,8 @@ class Chains:
                 for i in range(d + self.drafts[c].shape[1], d + w):    # new cells at the window's end, drafted
                     g = self.guess(base + i)                                # for sure (a one-hot q)
                     self.drafts[c] = torch.cat([self.drafts[c], g[:, None]], 1)
-                    self.q[c] = torch.cat([self.q[c], F.one_hot(g, self.q[c].shape[-1]).to(self.q[c].dtype)[:, None]], 1)
+                    one_hot = F.one_hot(g, self.q[c].shape[-1]).to(self.q[c].dtype)
+                    self.q[c] = torch.cat([self.q[c], one_hot[:, None]], 1)
                 self.drafts[c], self.q[c] = self.drafts[c][:, :w], self.q[c][:, :w]
             fed = w if d + w < self.span else w - 1         # the pass also scores the cell after the window
             codes = torch.cat([code[:, None], self.drafts[c][:, :fed]], 1) if fed > 0 else code[:, None]
@@ -181,8 +182,9 @@ def chain_cells(model, state: GridState, guide: Guidance, generator: torch.Gener
                     continue
                 drafts, q = chains.drafts[c], chains.q[c]
                 ok = speculative_accept(p[:, :w], q, drafts, generator)
-                reject = torch.where((~ok).any(1), (~ok).int().argmax(1), w) if w else ok.new_zeros(batch, dtype=torch.long)
-                k = int(reject.min())                                                # first rejection per row
+                reject = (torch.where((~ok).any(1), (~ok).int().argmax(1), w) if w      # first rejection per row
+                          else ok.new_zeros(batch, dtype=torch.long))
+                k = int(reject.min())
                 for j in range(k):
                     state.commit(base + d + j, drafts[:, j], p[:, j].gather(-1, drafts[:, j:j + 1])[:, 0], step=step)
                 chains.committed[chains.prefix + cells_c[1:1 + k]] = True             # accepted drafts that were fed
