@@ -14,8 +14,9 @@ API (the same whatever checkpoints are installed; the parameters are the paradig
   (image, decoding order, confidence, paradigm view or None, stats line) as the model decodes: the first
   preview at once, then at most one per MINDMAP_PREVIEW_INTERVAL seconds (default 0.25; 0 = every step),
   and always the final picture. The pictures sent are deleted from Gradio's cache after MINDMAP_CACHE_SECONDS
-  (default 600), so a long-running app's disk stays bounded. A request decoding past MINDMAP_REQUEST_SECONDS
-  (default 120) stops with its partial picture and says so in the stats line.
+  (default 600), so a long-running app's disk stays bounded. Work is bounded per request: one whose controls are
+  measured to cost more than MINDMAP_REQUEST_SECONDS (default 20) of decoding on this machine is refused, naming
+  the controls that make it long, and one that overruns stops there with its partial picture (`WorkBudget`).
 - `/models()`: every installed model with its paradigm and its controls (type, range, default).
 - `/classes(model)`: a class model's class names.
 - `/tokenize(tokenizer, sample, upload)`: the tokenizer lab's gallery.
@@ -55,7 +56,8 @@ except ImportError:
 
 PREVIEW_ALL_CELLS = 64             # grids up to this many cells preview every step
 PREVIEW_INTERVAL = 0.25            # seconds between previews sent (MINDMAP_PREVIEW_INTERVAL; 0 = every one)
-REQUEST_SECONDS = 120.0            # a request decoding longer stops with its partial picture (MINDMAP_REQUEST_SECONDS)
+REQUEST_SECONDS = 20.0             # the work one request may cost (MINDMAP_REQUEST_SECONDS): see WorkBudget
+PROBE_SECONDS = 0.5                # a request whose cost is not known yet is timed this long, then estimated
 CACHE_SECONDS = 600                # pictures sent are deleted from Gradio's cache after this (MINDMAP_CACHE_SECONDS)
 MIN_PX = 256                       # shown images are upscaled (nearest) to at least this size
 NOT_IN_UI = {"batch"}              # bounded work: one image per request
@@ -97,9 +99,50 @@ def preview_interval() -> float:
 
 
 def request_limit() -> float:
-    """The longest a request may decode (MINDMAP_REQUEST_SECONDS, default 120 s) before it stops with its partial
-    picture."""
+    """The most seconds of decoding one request may cost (MINDMAP_REQUEST_SECONDS, default 20 s)."""
     return env_seconds("MINDMAP_REQUEST_SECONDS", REQUEST_SECONDS, 0.01, 3600)
+
+
+class WorkBudget:
+    """Bounded work per request, estimated from its controls before the work is done.
+
+    A request's cost is its planned steps (a Frame's `total`: network calls for most paradigms) times the seconds
+    one step costs on this machine at the same cost-bearing controls (model, batch, every sampler control; not the
+    seed, class or prompt). That per-step cost is measured: by every request that ran, and for controls never run
+    before by the request itself, timed for PROBE_SECONDS. A request estimated over the limit is refused (before
+    any work once its controls' cost is known; after the probe otherwise), naming the controls that make it long;
+    one that overruns its estimate still stops at the limit with its partial picture. Memory is bounded: the most
+    recent `size` cost keys are kept.
+    """
+
+    def __init__(self, size: int = 1024):
+        self.size, self.per_step = size, {}
+
+    @staticmethod
+    def key(model: str, request) -> tuple:
+        return (model, *sorted((k, v) for k, v in request.values.items() if request.roles[k] != "condition"
+                               and k != "seed"))
+
+    def record(self, key: tuple, per_step: float, total: int):
+        """Seconds per step measured at `key`'s controls, and the steps such a request plans."""
+        self.per_step.pop(key, None)
+        self.per_step[key] = (per_step, total)             # insertion order = recency
+        while len(self.per_step) > self.size:
+            del self.per_step[next(iter(self.per_step))]
+
+    def estimate(self, key: tuple) -> tuple[float, int] | None:
+        """(seconds the whole request should take, its steps); None: never measured at these controls."""
+        known = self.per_step.get(key)
+        return None if known is None else (known[0] * known[1], known[1])
+
+    @staticmethod
+    def refusal(seconds: float, total: int, limit: float, request, defaults: dict) -> str:
+        changed = [f"{k}={v} (default {defaults[k]})" for k, v in request.values.items()
+                   if request.roles[k] != "condition" and k != "seed" and k in defaults and v != defaults[k]]
+        why = (f"the controls changed from the model's defaults: {', '.join(changed)}" if changed else
+               "at its default controls this model takes longer than that on this machine")
+        return (f"this request would take about {seconds:.0f} s here ({total} steps at {seconds / total:.3g} s each, "
+                f"measured), over this app's limit of {limit:g} s per request (MINDMAP_REQUEST_SECONDS); {why}")
 
 
 def cache_lifetime() -> tuple[int, int]:
@@ -174,6 +217,7 @@ class Studio:
         self.samples = load_samples(32)
         # One widget (and one API parameter) per control in the catalog: fixed by the code, not the checkpoints.
         self.controls = [c for c in catalog() if c.name not in NOT_IN_UI]
+        self.budget = WorkBudget()
 
     def default_model(self) -> str | None:
         """MINDMAP_MODEL, else the raster foundation model, else the first found."""
@@ -219,18 +263,37 @@ class Studio:
         self.check_model(model)
         try:
             pipe = load_pipeline(model, self.search)
+            request = pipe.controls(**values)
+            # Bounded work: refused before any work when these controls are known to cost more than the limit, else
+            # after a short probe; a run overrunning its estimate stops at the limit with its partial picture.
+            limit, key = request_limit(), WorkBudget.key(model, request)
+            probe = min(PROBE_SECONDS, limit / 4)
+            self.check_budget(key, limit, request)
             # Every step on the small grids; the paradigm's cadence on large ones (a 256-token raster run
             # previews every 16 codes: decoding a 256 px picture costs more than a step of the model).
             every = 1 if pipe.cells <= PREVIEW_ALL_CELLS else None
             # A bounded frame rate: the first preview at once, then at most one per interval after the last one
             # shown, and always the final picture. A preview skipped is never decoded (its Frame is lazy).
-            interval, shown = preview_interval(), None
-            # Bounded work: a request running past MINDMAP_REQUEST_SECONDS stops with its partial picture and says
-            # so, freeing the worker (the sampler's cache is released as its stream closes).
-            limit, start = request_limit(), time.perf_counter()
-            for frame in pipe.stream(preview_every=every, **values):
-                over = not frame.done and time.perf_counter() - start > limit
-                if over:
+            interval, shown, probed, first = preview_interval(), None, False, None
+            start, busy = time.perf_counter(), 0.0   # busy: the sampler's own time, not the page's while it waits
+            stream = pipe.stream(preview_every=every, **values)
+            while True:
+                t = time.perf_counter()
+                frame = next(stream, None)
+                busy += time.perf_counter() - t
+                if frame is None:
+                    break
+                if frame.done:
+                    self.budget.record(key, busy / frame.total, frame.total)
+                elif first is None:                    # one-off costs (a prompt encoded, a prefill) end here
+                    first = (frame.step, busy)
+                elif not probed and busy - first[1] >= probe:   # a first measure of these controls' cost
+                    per_step = (busy - first[1]) / (frame.step - first[0])
+                    self.budget.record(key, (first[1] + per_step * (frame.total - first[0])) / frame.total,
+                                       frame.total)
+                    self.check_budget(key, limit, request)
+                    probed = True
+                if not frame.done and time.perf_counter() - start > limit:
                     out = render(frame, pipe.paradigm.view)
                     yield out._replace(stats=f"{out.stats} · **stopped**: over this app's limit of {limit:g} s "
                                              "per request (fewer steps finish sooner)")
@@ -244,6 +307,13 @@ class Studio:
         except Exception as e:                      # a fault of ours: the traceback logged once, a readable error
             logger.exception("request failed: %s", model)
             raise gr.Error(f"generation failed ({type(e).__name__}: {e})", print_exception=False) from None
+
+    def check_budget(self, key: tuple, limit: float, request):
+        """Refuse (ValueError) a request whose measured cost at these controls is over `limit` seconds."""
+        known = self.budget.estimate(key)
+        if known and known[0] > limit:
+            defaults = {k: spec["default"] for k, spec in self.takes(key[0]).items()}
+            raise ValueError(WorkBudget.refusal(*known, limit, request, defaults))
 
     def ui_generate(self, model, *widget_values):
         """The Generate button: the widgets of the controls this model takes (the others are hidden)."""

@@ -174,6 +174,14 @@ def _bench(args):
     print(json.dumps(out, indent=None if args.json else 2))
 
 
+def _soak(args):
+    from .soak import markdown, soak
+    out = soak(args.requests, args.concurrency, root=args.root, seed=args.seed, cache_seconds=args.cache_seconds,
+               request_seconds=args.request_seconds, log=lambda line: print(line, file=sys.stderr, flush=True))
+    print(markdown(out) if args.markdown else json.dumps(out, indent=None if args.json else 2))
+    return 1 if out["failed"] else 0
+
+
 def _parser(command: str | None = None) -> argparse.ArgumentParser:
     """The CLI. The flags built from the paradigms (their controls, names) go only to `command`'s parser: reading
     them imports every model, which `data` and a bare `--help` do not need."""
@@ -278,6 +286,20 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     b.add_argument("--app", action="store_true", help="what a person waits for: start app.py and time each image's "
                    "first update and whole stream through gradio_client, beside the sampler alone")
     b.set_defaults(func=_bench)
+    s = sub.add_parser("soak", help="the app under a long mixed load: requests served/refused/failed, latency, and "
+                       "the server's memory and temp disk over the run; exit 1 if any failed")
+    s.add_argument("--requests", type=int, default=200, help="requests to send (all models, good and bad controls)")
+    s.add_argument("--concurrency", type=int, default=4, help="clients sending at once (1-16)")
+    s.add_argument("--root", type=Path, default=None, help="checkpoints folder (default: the app's)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the requests drawn")
+    s.add_argument("--cache-seconds", type=int, default=60, help="the app's MINDMAP_CACHE_SECONDS: how long a "
+                   "picture sent stays in its temp folder")
+    s.add_argument("--request-seconds", type=float, default=None, help="the app's MINDMAP_REQUEST_SECONDS (its "
+                   "work budget per request; default the app's)")
+    s.add_argument("--markdown", action="store_true", help="tables instead of JSON")
+    s.add_argument("--json", action="store_true", help="one JSON line")
+    s.set_defaults(func=_soak)
+
     c = sub.add_parser("convert", help="turn a published checkpoint (LlamaGen, ...) into a MINDmap checkpoint folder")
     c.add_argument("family", help="the model family, e.g. llamagen")
     c.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
@@ -348,14 +370,14 @@ def main(argv=None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     from .hub import FetchError
     try:
-        args.func(args)
+        rc = args.func(args)
     except FetchError as e:          # needs the network: its own exit code
         print(f"error: {e}", file=sys.stderr)
         return 3
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    return 0
+    return rc or 0
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Run `python app.py` as a subprocess on a free local port (`bench --app`, the app and browser tests)."""
+"""Run `python app.py` as a subprocess on a free local port (`bench --app`, `soak`, the app and browser tests)."""
 from __future__ import annotations
 
 import os
@@ -41,7 +41,15 @@ def _wait_until_serving(url: str, proc: subprocess.Popen, log: Path, timeout: fl
 @contextmanager
 def serve_app(root: Path | None, timeout: float = START_TIMEOUT, env: dict | None = None) -> Iterator[str]:
     """Run app.py on `root` (None: the shipped checkpoints/) and yield its URL; always stop it. `env`: more
-    environment for the app (e.g. MINDMAP_PREVIEW_INTERVAL)."""
+    environment for the app (e.g. MINDMAP_PREVIEW_INTERVAL; a value None unsets a variable)."""
+    with app_process(root, timeout, env) as (url, _):
+        yield url
+
+
+@contextmanager
+def app_process(root: Path | None, timeout: float = START_TIMEOUT,
+                env: dict | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`serve_app`, yielding the URL and the app's process (`soak` reads its memory)."""
     app = REPO / "app.py"
     if not app.is_file():
         raise FileNotFoundError(f"{app}: the app is not beside this package (a source checkout has it)")
@@ -49,7 +57,7 @@ def serve_app(root: Path | None, timeout: float = START_TIMEOUT, env: dict | Non
     env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
            "GRADIO_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
            **(env or {})}
-    env.pop("MINDMAP_CHECKPOINTS", None)
+    env = {k: v for k, v in env.items() if v is not None and k != "MINDMAP_CHECKPOINTS"}   # None: unset
     if root is not None:
         env["MINDMAP_CHECKPOINTS"] = str(root)
     with tempfile.TemporaryDirectory() as tmp:
@@ -60,7 +68,7 @@ def serve_app(root: Path | None, timeout: float = START_TIMEOUT, env: dict | Non
         try:
             url = f"http://127.0.0.1:{port}/"
             _wait_until_serving(url, proc, log, timeout)
-            yield url
+            yield url, proc
         finally:
             proc.terminate()
             try:

@@ -149,14 +149,56 @@ def test_previews_are_bounded_by_wall_clock_and_the_final_picture_always_comes(t
 
 
 def test_a_request_over_the_time_limit_stops_with_its_partial_picture(tiny_root, monkeypatch):
+    """A request whose cost was underestimated (here: never estimated) stops at the limit with what it has."""
     import app
     studio = app.Studio(tiny_root)
+    monkeypatch.setattr(app.Studio, "check_budget", lambda *a: None)
     monkeypatch.setenv("MINDMAP_REQUEST_SECONDS", "0.01")
     sent = list(studio.generate("tiny-mar", {"steps": 16, "diffusion_steps": 25, "seed": 1}))
     assert "**stopped**: over this app's limit of 0.01 s per request" in sent[-1].stats
     assert "step 16/16" not in sent[-1].stats and sent[-1].image.size == (16, 16)
     monkeypatch.setenv("MINDMAP_REQUEST_SECONDS", "60")
     assert "stopped" not in list(studio.generate("tiny-mar", {"steps": 4, "diffusion_steps": 2}))[-1].stats
+
+
+def test_a_request_measured_over_the_budget_is_refused_naming_its_controls(tiny_root, monkeypatch):
+    """F19: a request at controls measured too costly is refused before any work (whatever its seed or class);
+    at controls never measured, after a short probe; the model's defaults still run."""
+    import app
+    import gradio as gr
+    from mindmap.registry import load_pipeline
+    studio = app.Studio(tiny_root)
+    pipe = load_pipeline("tiny-mar", tiny_root)
+    costly = {"steps": 16, "diffusion_steps": 250}
+    assert "step 16/16" in list(studio.generate("tiny-mar", {**costly, "seed": 3}))[-1].stats   # measured: it ran
+    whole, steps = studio.budget.estimate(app.WorkBudget.key("tiny-mar", pipe.controls(**costly)))
+    assert steps == 16 and whole > 0
+    monkeypatch.setenv("MINDMAP_REQUEST_SECONDS", f"{whole / 4:.6f}")
+    streamed = []
+    stream = pipe.stream
+    monkeypatch.setattr(pipe, "stream", lambda **kw: streamed.append(kw) or stream(**kw))
+    with pytest.raises(gr.Error) as refused:
+        list(studio.generate("tiny-mar", {**costly, "seed": 4, "class": pipe.classes[-1]}))
+    message = refused.value.message
+    assert message.startswith("this request would take about") and "(16 steps at" in message
+    assert "diffusion_steps=250 (default 25)" in message and "steps=16 (default" not in message
+    assert streamed == []                                  # refused before any work
+    monkeypatch.setattr(app, "PROBE_SECONDS", 0.0)         # never measured at 240 steps: probed, then refused
+    with pytest.raises(gr.Error) as probed:
+        list(studio.generate("tiny-mar", {**costly, "diffusion_steps": 240}))
+    assert "diffusion_steps=240 (default 25)" in probed.value.message and len(streamed) == 1
+    monkeypatch.setenv("MINDMAP_REQUEST_SECONDS", "60")
+    assert "step 16/16" in list(studio.generate("tiny-mar", {"seed": 1}))[-1].stats
+
+
+def test_the_work_budget_keeps_the_most_recent_costs():
+    import app
+    budget = app.WorkBudget(size=3)
+    for n in range(5):
+        budget.record(("m", ("steps", n)), 0.5, n + 1)
+    budget.record(("m", ("steps", 2)), 1.0, 3)           # refreshed: now the most recent
+    assert list(budget.per_step) == [("m", ("steps", 3)), ("m", ("steps", 4)), ("m", ("steps", 2))]
+    assert budget.estimate(("m", ("steps", 2))) == (3.0, 3) and budget.estimate(("m", ("steps", 0))) is None
 
 
 def test_a_refused_request_is_one_log_line_and_no_traceback(tiny_root, caplog):
