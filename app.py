@@ -28,6 +28,7 @@ import logging
 import math
 import os
 import secrets
+import threading
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -43,6 +44,7 @@ from mindmap.eval.metrics import psnr
 from mindmap.frames import decided_cells, to_pil
 from mindmap.paradigms import catalog, get
 from mindmap.registry import list_models, list_tokenizers, load_pipeline, load_tokenizer
+from mindmap.serve import cleaner_period
 from mindmap.viz import confidence_map, importance_map, order_map, token_map
 
 logger = logging.getLogger("mindmap.app")
@@ -145,11 +147,55 @@ class WorkBudget:
                 f"measured), over this app's limit of {limit:g} s per request (MINDMAP_REQUEST_SECONDS); {why}")
 
 
-def cache_lifetime() -> tuple[int, int]:
-    """Gradio's `delete_cache` (every `frequency` seconds, delete the pictures older than `age`): the disk a
-    long-running app uses stays bounded by the requests of the last MINDMAP_CACHE_SECONDS (default 600)."""
-    age = int(env_seconds("MINDMAP_CACHE_SECONDS", CACHE_SECONDS, 1, 86400))
-    return min(60, age), age
+def cache_seconds() -> float:
+    """How long a picture sent stays in Gradio's temp folder (MINDMAP_CACHE_SECONDS, default 600)."""
+    return env_seconds("MINDMAP_CACHE_SECONDS", CACHE_SECONDS, 1, 86400)
+
+
+def clean_cache(demo: gr.Blocks, age: float) -> int:
+    """Delete the files this app wrote into Gradio's temp folder (the pictures it sent, the uploads it took) more
+    than `age` seconds ago, their emptied folders, and Gradio's record of them; the number deleted.
+
+    Gradio's own `delete_cache` does this on a schedule but iterates its live record while request threads add to
+    it; under load it stopped deleting (a 1000-request soak kept every picture: +1,400 files per 100 requests).
+    Here the record is read as a snapshot and pruned in one call, so requests may add to it meanwhile."""
+    cache, now, deleted = Path(demo.GRADIO_CACHE).resolve(), time.time(), 0
+    for record in demo.temp_file_sets:
+        gone = set()
+        for name in list(record):                   # a snapshot: request threads add to the record meanwhile
+            path = Path(name)
+            try:
+                if now - path.lstat().st_ctime <= age:
+                    continue
+                path.unlink()
+            except FileNotFoundError:
+                pass
+            gone.add(name)
+            try:                                     # Gradio keeps each file in a folder named by its hash
+                if path.parent.resolve() != cache and cache in path.parent.resolve().parents:
+                    path.parent.rmdir()
+            except OSError:                          # not empty, or gone
+                pass
+        record.difference_update(gone)
+        deleted += len(gone)
+    return deleted
+
+
+def start_cache_cleaner(demo: gr.Blocks) -> threading.Thread:
+    """A daemon thread running `clean_cache` every `cleaner_period`: the app's disk stays bounded by the pictures of
+    the last MINDMAP_CACHE_SECONDS."""
+    age = cache_seconds()
+
+    def loop():
+        while True:
+            time.sleep(cleaner_period(age))
+            try:
+                clean_cache(demo, age)
+            except Exception:                        # never let the cleaner die: log and go on
+                logger.exception("cleaning the picture cache failed")
+    thread = threading.Thread(target=loop, name="mindmap-cache-cleaner", daemon=True)
+    thread.start()
+    return thread
 
 
 def refuse(message: str) -> gr.Error:
@@ -545,7 +591,9 @@ def build(root: Path | None = None) -> gr.Blocks:
         """The class names a model is conditioned on."""
         return studio.classes(model)
 
-    with gr.Blocks(title="MINDmap", analytics_enabled=False, delete_cache=cache_lifetime()) as demo:
+    # delete_cache: Gradio deletes what is left when the server stops (the cleaner keeps it bounded meanwhile)
+    age = int(cache_seconds())
+    with gr.Blocks(title="MINDmap", analytics_enabled=False, delete_cache=(age, age)) as demo:
         gr.Markdown(f"# MINDmap\n{INTRO}")
         with gr.Tab("Generate"):
             generate_tab(demo, studio, studio.default_model())
@@ -560,6 +608,7 @@ def build(root: Path | None = None) -> gr.Blocks:
 def main():
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     demo = build()
+    start_cache_cleaner(demo)
     demo.queue(max_size=20, default_concurrency_limit=2)
     theme = gr.themes.Soft(primary_hue="indigo", font=["ui-sans-serif", "system-ui", "sans-serif"],
                            font_mono=["ui-monospace", "monospace"])

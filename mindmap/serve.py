@@ -17,6 +17,12 @@ REPO = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 90.0
 
 
+def cleaner_period(age: float) -> float:
+    """How often the app's cache cleaner looks for pictures older than `age` seconds (`soak` waits this long past
+    `age` before it expects them gone)."""
+    return max(1.0, min(60.0, age / 4))
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

@@ -12,7 +12,7 @@ Starts `app.py` on a free loopback port with a temp folder of its own, sends `re
   fault of the app, no answer within the timeout);
 - latency p50/p95 of served and of refused requests;
 - the app's resident memory and its temp folder (files, bytes) after start-up, after one request per model (every
-  pipeline loaded), every tenth of the run, and at the end.
+  pipeline loaded), every tenth of the run, and once idle past the pictures' lifetime (`cache_seconds`).
 """
 from __future__ import annotations
 
@@ -52,14 +52,16 @@ def rss_mb(pid: int) -> float:
 
 
 def disk_use(folder: Path) -> dict:
-    files = [f for f in folder.rglob("*") if f.is_file()] if folder.is_dir() else []
-    size = 0
-    for f in files:
-        try:
-            size += f.stat().st_size
-        except FileNotFoundError:      # deleted by the app's cache cleaner meanwhile
-            pass
-    return {"files": len(files), "mb": round(size / 2**20, 2)}
+    """Files and MB under `folder` (os.walk: the app's cleaner may remove a file or folder while it is read)."""
+    files, size = 0, 0
+    for parent, _, names in os.walk(folder):
+        for name in names:
+            try:
+                size += os.stat(os.path.join(parent, name)).st_size
+                files += 1
+            except FileNotFoundError:
+                pass
+    return {"files": files, "mb": round(size / 2**20, 2)}
 
 
 def valid_controls(rng: random.Random, model: dict) -> dict:
@@ -165,7 +167,7 @@ def soak(requests: int = 200, concurrency: int = 4, root: Path | None = None, se
     """Run the soak; the report (see the module's docstring). `log`: one line per tenth of the run."""
     from gradio_client import Client
 
-    from .serve import app_process
+    from .serve import app_process, cleaner_period
     if not 1 <= requests <= 1_000_000:
         raise ValueError(f"--requests must be in [1, 1000000], got {requests}")
     if not 1 <= concurrency <= 16:
@@ -220,6 +222,9 @@ def soak(requests: int = 200, concurrency: int = 4, root: Path | None = None, se
                             f"{memory[-1]['files']} temp files ({memory[-1]['mb']} MB), "
                             f"{time.perf_counter() - t0:.0f} s")
             wall = time.perf_counter() - t0
+            # idle past the pictures' lifetime (and the cleaner's period): every picture sent should be gone
+            time.sleep(cache_seconds + cleaner_period(cache_seconds) + 2)
+            memory.append(sample(f"idle {cache_seconds + cleaner_period(cache_seconds) + 2:g} s after"))
     counts = {k: sum(1 for _, kind, _ in results if kind == k)
               for k in ("served", "stopped", "refused", "refused (budget)", "failed")}
     loaded = memory[1]

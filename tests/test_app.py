@@ -3,6 +3,7 @@ page's state per model, the API's signature)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 import urllib.request
@@ -217,12 +218,12 @@ def test_a_refused_request_is_one_log_line_and_no_traceback(tiny_root, caplog):
 
 
 def test_the_pictures_sent_leave_the_disk_after_their_lifetime(tiny_root, tmp_path):
-    """F17: Gradio writes every picture it sends into its temp folder; the app deletes those older than
+    """F17: Gradio writes every picture it sends into its temp folder; the app's cleaner deletes those older than
     MINDMAP_CACHE_SECONDS, so a long-running app's disk stays bounded."""
     temp = tmp_path / "gradio"
 
-    def pictures():
-        return [f for f in temp.rglob("*") if f.is_file() and f.suffix == ".png"]
+    def pictures():                  # os.walk: the cleaner may remove a folder while it is read
+        return [Path(d, f) for d, _, files in os.walk(temp) for f in files if f.endswith(".png")]
     with serve_app(tiny_root, env={"MINDMAP_CACHE_SECONDS": "4", "GRADIO_TEMP_DIR": str(temp)}) as url:
         updates = list(Client(url, verbose=False, download_files=False).submit(**RASTER, api_name="/generate"))
         sent = {Path(picture["path"]) for update in updates for picture in update[:4] if picture}
@@ -232,7 +233,28 @@ def test_the_pictures_sent_leave_the_disk_after_their_lifetime(tiny_root, tmp_pa
             time.sleep(0.5)
         assert pictures() == []
     import app
-    assert app.cache_lifetime() == (60, 600)                        # the default: ten minutes of pictures
+    assert app.cache_seconds() == 600                                # the default: ten minutes of pictures
+
+
+def test_the_cleaner_deletes_only_old_files_of_its_own_and_forgets_them(tiny_root, tmp_path, monkeypatch):
+    import app
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    demo = app.build(tiny_root)
+    cache = Path(demo.GRADIO_CACHE)
+    mine = [cache / f"hash{i}" / "image.png" for i in range(3)]
+    for path in mine:
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"png")
+    other = cache / "other-app" / "image.png"                         # not in this app's record: never touched
+    other.parent.mkdir()
+    other.write_bytes(b"png")
+    record = demo.temp_file_sets[0]
+    record.update(str(p) for p in mine)
+    record.add(str(cache / "gone" / "image.png"))                     # deleted by someone else: just forgotten
+    assert app.clean_cache(demo, age=3600) == 1 and all(p.is_file() for p in mine)   # only the vanished one
+    assert app.clean_cache(demo, age=0) == 3
+    assert not any(p.exists() or p.parent.exists() for p in mine) and other.is_file()
+    assert not record & {str(p) for p in mine} and str(cache / "gone" / "image.png") not in record
 
 
 def test_a_preview_not_looked_at_is_never_decoded(pipes, monkeypatch):

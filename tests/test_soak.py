@@ -11,8 +11,10 @@ from mindmap.soak import Call, outcome, plan
 
 def test_a_short_soak_serves_the_good_refuses_the_bad_and_fails_none(tiny_root, capsys):
     rc = main(["soak", "--root", str(tiny_root), "--requests", "40", "--concurrency", "3", "--seed", "1", "--request-seconds", "3",
+               "--cache-seconds", "3",
                "--json"])
     out = json.loads(capsys.readouterr().out)
+    print(json.dumps({k: v for k, v in out.items() if k != "models"}))   # shown when an assertion fails
     assert rc == 0 and out["failed"] == 0 and out["failures"] == []
     assert out["served"] >= 20 and out["refused"] >= 3
     assert out["served"] + out["stopped"] + out["refused"] + out["refused (budget)"] == 40
@@ -22,6 +24,7 @@ def test_a_short_soak_serves_the_good_refuses_the_bad_and_fails_none(tiny_root, 
     assert [m["at"] for m in out["memory"][:2]] == ["started", "every model loaded"]
     assert out["rss_growth_after_loading_mb"] < 64
     assert out["memory"][1]["files"] > 0                 # the pictures sent went to the app's own temp folder
+    assert out["memory"][-1]["at"].startswith("idle") and out["memory"][-1]["files"] == 0   # and left it
 
 
 def test_the_plan_mixes_every_model_with_bad_requests_of_every_kind():
