@@ -10,7 +10,18 @@ from pathlib import Path
 from .cli_controls import parse_sweep, sampling_values
 
 
+def _outputs(args, *flags: str):
+    """Check the output folders these flags name (set ones only) before any work: a file where a folder goes, a
+    parent that is a file, a place that cannot be written."""
+    from .cli_generate import check_target
+    for flag in flags:
+        value = getattr(args, flag.lstrip("-").replace("-", "_"), None)
+        if value is not None:
+            check_target(value, flag, folder=True)
+
+
 def _data(args):
+    _outputs(args, "--root")
     if args.dataset == "samples":
         from .data.samples import write_samples
         print(write_samples())
@@ -20,6 +31,7 @@ def _data(args):
 
 
 def _train(args):
+    _outputs(args, "--out", "--run-dir")
     if args.what == "tokenizer":
         from .train.tokenizer import train_tokenizer
         metrics = train_tokenizer(args.out, kind=args.kind, size=args.size, steps=args.steps, batch=args.batch,
@@ -50,6 +62,7 @@ def _convert(args):
     from .convert import convert
     from .convert.families import get_family
     fam = get_family(args.family)
+    _outputs(args, "--out")
     arch = None
     if args.arch:
         text = Path(args.arch).read_text() if args.arch.endswith(".json") else args.arch
@@ -64,6 +77,7 @@ def _convert(args):
 
 
 def _fetch(args):
+    _outputs(args, "--root")
     from .hub import fetch
     print(fetch(args.name, root=args.root, force=args.force))
 
@@ -142,6 +156,7 @@ def _eval(args):
 
 
 def _figures(args):
+    _outputs(args, "--out")
     from .figures import make_figures
     print(json.dumps(make_figures(args.root, args.out)))
 

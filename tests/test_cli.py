@@ -89,6 +89,25 @@ def test_outputs_are_checked_before_any_work(tiny_root, tmp_path, capsys):
     assert "--write" in capsys.readouterr().err
 
 
+def test_train_convert_data_figures_fetch_check_their_output_folders_first(tmp_path, capsys):
+    from mindmap.__main__ import main
+    (tmp_path / "a_file").write_text("x")
+    a_file = str(tmp_path / "a_file")
+    cases = [(["train", "tokenizer", "--out", a_file], f"--out {a_file} exists and is not a folder"),
+             (["train", "generator", "--out", str(tmp_path / "g"), "--run-dir", "/proc/run"],
+              "--run-dir /proc/run: cannot write in /proc"),
+             (["convert", "llamagen", "--random-init", "--out", f"{a_file}/model"],
+              f"--out {a_file}/model: {a_file} is not a folder"),
+             (["data", "emoji", "--root", a_file], f"--root {a_file} exists and is not a folder"),
+             (["figures", "--out", a_file], f"--out {a_file} exists and is not a folder"),
+             (["fetch", "llamagen-b-256", "--root", a_file], f"--root {a_file} exists and is not a folder")]
+    for argv, needle in cases:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert needle in err and len(err.strip().splitlines()) == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]   # nothing started, nothing left over
+
+
 def test_a_missing_or_empty_checkpoints_root_is_named(tmp_path, capsys):
     from mindmap.__main__ import main
     cases = [(["models", "--root", str(tmp_path / "nope")], f"checkpoints root {tmp_path / 'nope'} is not a folder"),
