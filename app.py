@@ -158,7 +158,10 @@ def clean_cache(demo: gr.Blocks, age: float) -> int:
 
     Gradio's own `delete_cache` does this on a schedule but iterates its live record while request threads add to
     it; under load it stopped deleting (a 1000-request soak kept every picture: +1,400 files per 100 requests).
-    Here the record is read as a snapshot and pruned in one call, so requests may add to it meanwhile."""
+    Here the record is read as a snapshot and pruned in one call, so requests may add to it meanwhile. Left: Gradio
+    re-uses a picture by its content hash, so one unused for longer than `age` and handed out again during a pass
+    can be deleted as it goes (seen once, at a 3 s lifetime; at the default 600 s it needs a picture unused for ten
+    minutes re-used within the pass's few milliseconds)."""
     cache, now, deleted = Path(demo.GRADIO_CACHE).resolve(), time.time(), 0
     for record in demo.temp_file_sets:
         gone = set()

@@ -19,8 +19,22 @@ def cli(*args, check=True):
     return proc
 
 
-def test_models_json(tiny_root):
-    models = json.loads(cli("models", "--json", "--root", tiny_root).stdout)
+def run(capsys, *args) -> tuple[int, str, str]:
+    """`python -m mindmap ARGS` in this process (no second start-up of torch and diffusers): exit code, stdout,
+    stderr. `cli` above runs the real module as a subprocess where that matters."""
+    from mindmap.__main__ import main
+    try:
+        rc = main([str(a) for a in args])
+    except SystemExit as e:                    # argparse's own errors
+        rc = e.code
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_models_json(tiny_root, capsys):
+    rc, stdout, _ = run(capsys, "models", "--json", "--root", tiny_root)
+    assert rc == 0
+    models = json.loads(stdout)
     assert [m["name"] for m in models] == ["tiny-depth", "tiny-hybrid", "tiny-mar", "tiny-masked", "tiny-mq",
                                            "tiny-raster", "tiny-scale", "tiny-text", "tiny-text-hybrid",
                                            "tiny-text-masked"]
@@ -36,15 +50,17 @@ def test_models_json(tiny_root):
     assert m["controls"]["top_k"]["max"] == 32 and m["controls"]["class"]["choices"][0] == "face-smiling"
 
 
-def test_generate_is_deterministic_and_writes_frames_and_gif(tiny_root, tmp_path):
+def test_generate_is_deterministic_and_writes_frames_and_gif(tiny_root, tmp_path, capsys):
     base = ["generate", "--model", "tiny-raster", "--class", "food-fruit", "--root", tiny_root]
-    out = json.loads(cli(*base, "--seed", 3, "--out", tmp_path / "a.png", "--frames", tmp_path / "fr",
-                         "--gif", tmp_path / "a.gif").stdout)
+    rc, stdout, _ = run(capsys, *base, "--seed", 3, "--out", tmp_path / "a.png", "--frames", tmp_path / "fr",
+                        "--gif", tmp_path / "a.gif")
+    assert rc == 0
+    out = json.loads(stdout)
     assert out["model"] == "tiny-raster" and out["network_calls"] == 64 and out["frames"] == 16
     assert out["seconds"] > 0
     assert len(list((tmp_path / "fr").glob("*.png"))) == 16 and (tmp_path / "a.gif").stat().st_size > 0
-    cli(*base, "--seed", 3, "--out", tmp_path / "b.png")
-    cli(*base, "--seed", 4, "--out", tmp_path / "c.png")
+    assert run(capsys, *base, "--seed", 3, "--out", tmp_path / "b.png")[0] == 0
+    assert run(capsys, *base, "--seed", 4, "--out", tmp_path / "c.png")[0] == 0
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
     assert (tmp_path / "a.png").read_bytes() != (tmp_path / "c.png").read_bytes()
 
@@ -56,10 +72,10 @@ def test_generate_is_deterministic_and_writes_frames_and_gif(tiny_root, tmp_path
     (["--model", "tiny-raster", "--top-p", "0"], "top_p must be"),
     (["--model", "tiny-raster", "--cfg", "abc"], "error: generate: argument --cfg: invalid float value: 'abc'"),
 ])
-def test_generate_errors_exit_nonzero_with_one_line(tiny_root, tmp_path, args, needle):
-    proc = cli("generate", *args, "--root", tiny_root, "--out", tmp_path / "x.png", check=False)
-    assert proc.returncode != 0
-    assert needle in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+def test_generate_errors_exit_nonzero_with_one_line(tiny_root, tmp_path, capsys, args, needle):
+    rc, _, err = run(capsys, "generate", *args, "--root", tiny_root, "--out", tmp_path / "x.png")
+    assert rc == 2
+    assert needle in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x.png").exists()
 
 
