@@ -121,9 +121,13 @@ class WorkBudget:
         self.size, self.per_step = size, {}
 
     @staticmethod
+    def cost_controls(request) -> dict:
+        """The request's controls that bear on its cost: all but its condition (class or prompt) and its seed."""
+        return {k: v for k, v in request.values.items() if request.roles[k] != "condition" and k != "seed"}
+
+    @staticmethod
     def key(model: str, request) -> tuple:
-        return (model, *sorted((k, v) for k, v in request.values.items() if request.roles[k] != "condition"
-                               and k != "seed"))
+        return (model, *sorted(WorkBudget.cost_controls(request).items()))
 
     def record(self, key: tuple, per_step: float, total: int):
         """Seconds per step measured at `key`'s controls, and the steps such a request plans."""
@@ -139,8 +143,8 @@ class WorkBudget:
 
     @staticmethod
     def refusal(seconds: float, total: int, limit: float, request, defaults: dict) -> str:
-        changed = [f"{k}={v} (default {defaults[k]})" for k, v in request.values.items()
-                   if request.roles[k] != "condition" and k != "seed" and k in defaults and v != defaults[k]]
+        changed = [f"{k}={v} (default {defaults[k]})" for k, v in WorkBudget.cost_controls(request).items()
+                   if k in defaults and v != defaults[k]]
         why = (f"the controls changed from the model's defaults: {', '.join(changed)}" if changed else
                "at its default controls this model takes longer than that on this machine")
         return (f"this request would take about {seconds:.0f} s here ({total} steps at {seconds / total:.3g} s each, "

@@ -223,8 +223,9 @@ def soak(requests: int = 200, concurrency: int = 4, root: Path | None = None, se
                             f"{time.perf_counter() - t0:.0f} s")
             wall = time.perf_counter() - t0
             # idle past the pictures' lifetime (and the cleaner's period): every picture sent should be gone
-            time.sleep(cache_seconds + cleaner_period(cache_seconds) + 2)
-            memory.append(sample(f"idle {cache_seconds + cleaner_period(cache_seconds) + 2:g} s after"))
+            idle = cache_seconds + cleaner_period(cache_seconds) + 2
+            time.sleep(idle)
+            memory.append(sample(f"idle {idle:g} s after"))
     counts = {k: sum(1 for _, kind, _ in results if kind == k)
               for k in ("served", "stopped", "refused", "refused (budget)", "failed")}
     loaded = memory[1]
