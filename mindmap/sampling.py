@@ -56,6 +56,17 @@ def residual_sample(p: torch.Tensor, q: torch.Tensor, generator: torch.Generator
     return torch.multinomial(torch.where(empty, p, residual), 1, generator=generator)[:, 0]
 
 
+def redraft(drafts: torch.Tensor, q: torch.Tensor, p: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Move drafts (B, T) drawn from q to draws from p (both (B, T, V)), changing as few as possible: each is kept with
+    probability min(1, p(x) / q(x)), else redrawn from norm(max(0, p - q)), so each is an exact draw from p (the
+    speculative sampling rule) that equals the old draft wherever p still allows it."""
+    if drafts.shape[1] == 0:
+        return drafts
+    keep = speculative_accept(p, q, drafts, generator)
+    fresh = residual_sample(p.flatten(0, 1), q.flatten(0, 1), generator).view_as(drafts).to(drafts.device)
+    return torch.where(keep, drafts, fresh)
+
+
 def make_generator(seed: int, device: torch.device | str) -> torch.Generator:
     """The one source of randomness for a request: same seed, same device -> same draws."""
     return torch.Generator(device=device).manual_seed(int(seed))

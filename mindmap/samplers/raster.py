@@ -12,7 +12,10 @@ min(1, p/q); at the first rejection the cell is drawn from norm(max(0, p - q)) a
 if all are accepted the next cell is drawn from p. This is speculative sampling's rule, so every
 decided code is an exact draw from the model's (guided, filtered) distribution, as in plain
 decoding, whatever the drafts. The cells not reached are re-drafted from this pass's p (the Jacobi
-update: a fixed point where drafts stop changing); a new cell at the window's end is drafted as the
+update), each by the same rule: its draft is kept with probability min(1, p/q), else redrawn from
+norm(max(0, p - q)). That is an exact draw from p which changes only where p moved away from it, so the
+drafts settle as the model's view of them settles, the fixed point Jacobi iteration seeks (measured: 32
+calls for 64 codes at W = 16, against 35.4 for fresh draws from p). A new cell at the window's end is drafted as the
 code above it (first row: to its left), a one-hot q, a spatial prior in place of SJD's uniform one
 (measured: slightly fewer calls on the emoji models). Rows of a batch advance together: by the
 fewest cells any row decided, so SJD pays off at batch 1.
@@ -35,7 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from ..frames import Frame
-from ..sampling import filter_logits, residual_sample, sample, speculative_accept
+from ..sampling import filter_logits, redraft, residual_sample, sample, speculative_accept
 from .scaffold import GridState, Guidance, due, kv_cache
 
 
@@ -198,7 +201,8 @@ def chain_cells(model, state: GridState, guide: Guidance, generator: torch.Gener
                     decided = w + 1
                 if decided > k:
                     state.commit(base + d + k, code, p[:, k].gather(-1, code[:, None])[:, 0], step=step)
-                chains.drafts[c], chains.q[c] = draw(p[:, decided:]), p[:, decided:]        # the Jacobi update
+                kept = redraft(drafts[:, decided:], q[:, decided:], p[:, decided:w], generator)   # the Jacobi update
+                chains.drafts[c], chains.q[c] = torch.cat([kept, draw(p[:, max(w, decided):])], 1), p[:, decided:]
                 chains.done[c] += decided
                 decided_here += decided
             yield decided_here
