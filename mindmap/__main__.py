@@ -144,7 +144,7 @@ def _eval(args):
         report.update_cards(rows, command, args.root)
         if args.all:
             report.write_section(args.write, "RESULTS", f"Measured by `{command}` ({rows[0]['n']} samples per row, "
-                                 "spread evenly over the 99 classes):\n\n" + table)
+                                 f"spread evenly over the 99 classes):\n\n{table}\n\n{report.reference_note(rows)}")
             report.plot_quality_speed(rows, Path(args.write).parent / "assets" / "quality_speed.png")
             if any("tokenizer_psnr" in r for r in rows):
                 report.write_section(args.write, "MQ", f"Measured by `{command}` (the same rows as above):\n\n"
@@ -152,7 +152,8 @@ def _eval(args):
             if any("retrieval_top1" in r for r in rows):
                 report.write_section(args.write, "TEXT", f"Measured by `{command}` (one image per held-out emoji, "
                                      "prompted with its name):\n\n" + report.text_table(rows))
-    print(table if args.markdown else json.dumps(rows[0] if len(rows) == 1 else rows))
+    print(f"{table}\n\n{report.reference_note(rows)}" if args.markdown else
+          json.dumps(rows[0] if len(rows) == 1 else rows))
 
 
 def _figures(args):
@@ -164,9 +165,9 @@ def _figures(args):
 def _bench(args):
     if args.app:
         from .bench import app_markdown, bench_app
-        if args.sweep or args.against or args.write or args.batch != 1:
+        if args.sweep or args.against or args.write or args.batch != 1 or args.compile:
             raise ValueError("--app measures one model at batch 1 through the app; it takes no --sweep, --against, "
-                             "--write or --batch")
+                             "--write, --batch or --compile")
         out = bench_app(args.model, repeats=args.repeats, root=args.root, controls=sampling_values(args))
         print(app_markdown(out) if args.markdown else json.dumps(out, indent=None if args.json else 2))
         return
@@ -174,7 +175,7 @@ def _bench(args):
     _check_write(args)
     against = [a.strip() for a in args.against.split(",") if a.strip()] if args.against else []
     out = bench(args.model, batch=args.batch, repeats=args.repeats, root=args.root, controls=sampling_values(args),
-                sweep=parse_sweep(args.sweep), against=against, dtype=args.dtype)
+                sweep=parse_sweep(args.sweep), against=against, dtype=args.dtype, compile=args.compile)
     if args.markdown or args.write:
         from .bench import markdown_table
         table = markdown_table(out)
@@ -298,6 +299,8 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     b.add_argument("--markdown", action="store_true", help="a table instead of JSON")
     b.add_argument("--write", type=Path, help="put the table in this README, between its BENCH markers")
     b.add_argument("--against", help="comma-separated models measured in the same run, e.g. raster-emoji32")
+    b.add_argument("--compile", action="store_true", help="also the model with its decode step compiled by "
+                   "torch.compile (raster models), in the same run: its first image pays the compilation")
     b.add_argument("--app", action="store_true", help="what a person waits for: start app.py and time each image's "
                    "first update and whole stream through gradio_client, beside the sampler alone")
     b.set_defaults(func=_bench)

@@ -16,24 +16,30 @@ from .controls import api_name
 from .registry import load_pipeline
 
 
+SETTLE_SECONDS = 0.5      # bench --app: the pause before each sampler-alone timing
+
+
 def _sync(pipe):
     if pipe.device.type == "cuda":
         torch.cuda.synchronize()
 
 
-def _time_run(pipe, batch: int, seed: int, values: dict):
-    """(seconds for a whole run without previews, ms to the first preview of a streamed run, final Frame)."""
+def _time_run(pipe, batch: int, seed: int, values: dict, stream: bool = True):
+    """(seconds for a whole run without previews, ms to the first preview of a streamed run (`stream`, else None),
+    final Frame)."""
     t0 = time.perf_counter()
     frame = pipe(batch=batch, seed=seed, **values)
     frame.image                                             # the picture, decoded (lazily, by some samplers)
     _sync(pipe)
     seconds = time.perf_counter() - t0
+    if not stream:
+        return seconds, None, frame
     t0 = time.perf_counter()
-    stream = pipe.stream(batch=batch, seed=seed, **values)  # previews as the app shows them
-    next(stream).image
+    frames = pipe.stream(batch=batch, seed=seed, **values)  # previews as the app shows them
+    next(frames).image
     _sync(pipe)
     first_ms = (time.perf_counter() - t0) * 1000
-    stream.close()
+    frames.close()
     return seconds, first_ms, frame
 
 
@@ -68,14 +74,17 @@ def bench_one(pipe, batch: int, repeats: int, controls: dict) -> dict:
 
 
 def bench(model: str, batch: int = 1, repeats: int = 3, root=None, controls: dict | None = None,
-          sweep: list[dict] | None = None, against: list[str] | None = None, dtype: str | None = None) -> dict:
+          sweep: list[dict] | None = None, against: list[str] | None = None, dtype: str | None = None,
+          compile: bool = False) -> dict:
     """The model at its defaults (plus `controls`) with its naive baseline, a sweep, and other models; `dtype`: the
-    generators' (see `Pipeline.from_pretrained`)."""
+    generators' (see `Pipeline.from_pretrained`); `compile`: also the same model with its decode step compiled,
+    with the seconds its first image takes (the compilation)."""
     if not 1 <= repeats <= 100:
         raise ValueError(f"--repeats must be an integer in [1, 100], got {repeats}")
     controls = dict(controls or {})
     pipe = load_pipeline(model, root, dtype=dtype)
     pipe.controls(batch=batch, **controls)  # validates before any timing
+    compiled = load_pipeline(model, root, dtype=dtype, compile=True) if compile else None
     for values in sweep or []:
         pipe.controls(**{**controls, **values})
     others = [load_pipeline(name, root, dtype=dtype) for name in against or []]
@@ -87,6 +96,12 @@ def bench(model: str, batch: int = 1, repeats: int = 3, root=None, controls: dic
            "tokens_per_image": pipe.cells, **bench_one(pipe, batch, repeats, controls)}
     if sweep:
         out["sweep"] = [measure(pipe, batch, repeats, {**controls, **values}) for values in sweep]
+    if compiled:
+        t0 = time.perf_counter()
+        compiled(batch=batch, seed=0, **controls).image
+        _sync(compiled)
+        first = time.perf_counter() - t0
+        out["compiled"] = {**measure(compiled, batch, repeats, controls), "first_image_s": round(first, 2)}
     if others:
         out["against"] = {o.name: bench_one(o, batch, repeats, {}) for o in others}
         for row in out["against"].values():
@@ -115,6 +130,10 @@ def markdown_table(out: dict) -> str:
     for r in [out, *out.get("against", {}).values()]:
         rows.append(_row(r["model"], r))
         rows.append(_row(r["model"], r["baseline"], f" — naive baseline, {r['speedup']:.1f}x slower"))
+    if "compiled" in out:
+        c = out["compiled"]
+        note = f" — decode step compiled (torch.compile), its first image {c['first_image_s']:g} s"
+        rows.append(_row(out["model"], c, note))
     rows += [_row(out["model"], r) for r in out.get("sweep", [])]
     return "\n".join([head, *rows])
 
@@ -128,8 +147,9 @@ def bench_app(model: str, repeats: int = 5, root=None, controls: dict | None = N
     """What a person waits for: `app.py` started on a free port and driven through gradio_client, one image per
     seed 1..repeats after a warm-up (seed 0). Each request's first update and whole stream are timed from the
     submit, twice: as the page receives the updates (the browser then fetches each picture, in parallel), and by a
-    client that downloads every update's pictures one after another before reading on (an upper bound). The
-    sampler's own time at the same controls (picture decoded, no app) is measured beside it."""
+    client that downloads every update's pictures one after another before reading on (an upper bound). Right
+    before each request the sampler alone (picture decoded, no app, this process) makes the same image, so each
+    request has its own app / sampler ratio: this machine's speed drifts more between minutes than between the two."""
     if not 1 <= repeats <= 100:
         raise ValueError(f"--repeats must be an integer in [1, 100], got {repeats}")
     from gradio_client import Client
@@ -138,14 +158,15 @@ def bench_app(model: str, repeats: int = 5, root=None, controls: dict | None = N
     controls = dict(controls or {})
     pipe = load_pipeline(model, root)
     pipe.controls(**controls)                      # a bad control is refused before the app starts
-    sampler = measure(pipe, 1, repeats, controls)
     params = {api_name(k): v for k, v in controls.items()}
     runs = {}
     with serve_app(root) as url:
         for fetch in (False, True):
             client = Client(url, verbose=False, download_files=fetch)
-            firsts, totals, updates = [], [], []
+            firsts, totals, updates, alone = [], [], [], []
             for seed in range(repeats + 1):
+                time.sleep(SETTLE_SECONDS)         # the app's work after the last request done, not timed here
+                sampler = _time_run(pipe, 1, seed, controls, stream=False)[0]
                 t0, first, count = time.perf_counter(), None, 0
                 for _ in client.submit(model=model, seed=seed, **params, api_name="/generate"):
                     count += 1
@@ -154,11 +175,14 @@ def bench_app(model: str, repeats: int = 5, root=None, controls: dict | None = N
                     firsts.append(first * 1000)
                     totals.append(time.perf_counter() - t0)
                     updates.append(count)
-            runs[fetch] = {"first_update_ms": _spread(firsts, 1), "seconds": _spread(totals, 4), "updates": updates}
+                    alone.append(sampler)
+            runs[fetch] = {"first_update_ms": _spread(firsts, 1), "seconds": _spread(totals, 4), "updates": updates,
+                           "sampler_seconds": _spread(alone, 4),
+                           "app_over_sampler": _spread([t / s for t, s in zip(totals, alone)], 2)}
     app = {**runs[False], "pictures_fetched": runs[True]}
     return {"model": model, "controls": controls, "repeats": repeats, "app": app,
-            "sampler_seconds": sampler["seconds_per_image"],
-            "app_over_sampler": round(app["seconds"]["median"] / sampler["seconds_per_image"], 2)}
+            "sampler_seconds": app["sampler_seconds"]["median"],
+            "app_over_sampler": app["app_over_sampler"]["median"]}
 
 
 def app_markdown(out: dict) -> str:
@@ -169,8 +193,8 @@ def app_markdown(out: dict) -> str:
         return f"{d['median']:.{digits}f} ({d['min']:.{digits}f}–{d['max']:.{digits}f})"
     rows = [(f"{controls}", a), (f"{controls}, every picture downloaded in turn", a["pictures_fetched"])]
     return ("| model | controls | first update, ms (min–max) | whole image in the app, s (min–max) | sampler alone, s "
-            "| app / sampler | updates sent |\n|---|---|---|---|---|---|---|\n" + "\n".join(
-                f"| {out['model']} | {label} | {spread(r['first_update_ms'], 0)} | {spread(r['seconds'], 2)} | "
-                f"{out['sampler_seconds']:.2f} | {r['seconds']['median'] / out['sampler_seconds']:.1f}x | "
-                f"{min(r['updates'])}–{max(r['updates'])} |" for label, r in rows))
+            "(min–max) | app / sampler, per request (min–max) | updates sent |\n|---|---|---|---|---|---|---|\n" +
+            "\n".join(f"| {out['model']} | {label} | {spread(r['first_update_ms'], 0)} | {spread(r['seconds'], 2)} | "
+                      f"{spread(r['sampler_seconds'], 2)} | {spread(r['app_over_sampler'], 2)} | "
+                      f"{min(r['updates'])}–{max(r['updates'])} |" for label, r in rows))
 

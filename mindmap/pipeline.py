@@ -102,15 +102,20 @@ class Pipeline:
         self.paradigm = get(manifest["paradigm"])
 
     @classmethod
-    def from_pretrained(cls, folder, device: str | torch.device | None = None, dtype: str | None = None) -> "Pipeline":
+    def from_pretrained(cls, folder, device: str | torch.device | None = None, dtype: str | None = None,
+                        compile: bool = False) -> "Pipeline":
         """Load a checkpoint folder (safetensors only); device defaults to CUDA when present. `dtype` ("float32" or
         "bfloat16") is the generators' (the tokenizer stays float32); None: the manifest's `gpu_dtype` on a GPU,
-        else float32."""
+        else float32. `compile`: the generator's decode step compiled by torch.compile (raster models only; the
+        first image of each batch shape pays the compilation)."""
         if dtype is not None and dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
         folder = Path(folder)
         manifest = read_manifest(folder)
         paradigm = paradigm_of(manifest, folder)
+        if compile and not hasattr(paradigm.components.get("generator"), "compile_decode"):
+            raise ValueError(f"compile: only raster generators have a compiled decode step; {folder.name} is "
+                             f"{paradigm.name}")
         roles = {"tokenizer": TOKENIZERS[paradigm.tokenizer], **paradigm.components}
         parts = {role: load_component(folder, manifest["components"][role], klass, paradigm.variants.get(role, ()))
                  for role, klass in roles.items()}
@@ -122,6 +127,8 @@ class Pipeline:
         if dtype:  # tokenizers stay in float32 (VQ decoders overflow in fp16); nn.Module.to: diffusers' own warns
             parts = {role: part if role == "tokenizer" else torch.nn.Module.to(part, getattr(torch, dtype))
                      for role, part in parts.items()}   # about float32 modules even when a model has none
+        if compile:
+            parts["generator"].compile_decode()
         return cls(parts, manifest, model_controls(folder, manifest), name=folder.name, folder=folder)
 
     @property

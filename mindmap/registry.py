@@ -80,9 +80,10 @@ def load_tokenizer(name: str, root: Path | None = None):
 
 
 @functools.lru_cache(maxsize=16)
-def load_pipeline(name: str, root: Path | None = None, device: str | None = None, dtype: str | None = None) -> Pipeline:
-    """Load (once) the pipeline of a named model (`dtype`: see `Pipeline.from_pretrained`)."""
-    return Pipeline.from_pretrained(find_model(name, root).folder, device=device, dtype=dtype)
+def load_pipeline(name: str, root: Path | None = None, device: str | None = None, dtype: str | None = None,
+                  compile: bool = False) -> Pipeline:
+    """Load (once) the pipeline of a named model (`dtype`, `compile`: see `Pipeline.from_pretrained`)."""
+    return Pipeline.from_pretrained(find_model(name, root).folder, device=device, dtype=dtype, compile=compile)
 
 
 __all__ = ["CheckpointError", "ModelEntry", "list_models", "find_model", "list_tokenizers", "load_pipeline",

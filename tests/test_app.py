@@ -427,7 +427,8 @@ def test_bench_app_times_what_a_person_waits_for(tiny_root, capsys):
     assert 0 < app["first_update_ms"]["median"] <= 1000 * app["seconds"]["max"]
     assert app["seconds"]["min"] <= app["seconds"]["median"] <= app["seconds"]["max"]
     assert len(app["updates"]) == 1 and app["updates"][0] >= 1 and out["sampler_seconds"] > 0
-    assert out["app_over_sampler"] == round(app["seconds"]["median"] / out["sampler_seconds"], 2)
+    # one request: its ratio is its own time over the sampler's right before it
+    assert abs(out["app_over_sampler"] - app["seconds"]["median"] / out["sampler_seconds"]) <= 0.011
     fetched = app["pictures_fetched"]                      # the same stream, every picture downloaded in turn
     assert 0 < fetched["first_update_ms"]["median"] <= 1000 * fetched["seconds"]["max"] and fetched["updates"][0] >= 1
     assert main(["bench", "--model", "tiny-raster", "--root", str(tiny_root), "--app", "--sweep", "cfg=2,3"]) == 2

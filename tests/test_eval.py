@@ -1,8 +1,10 @@
 """Metrics on synthetic sets with known answers."""
+import pytest
 import torch
 
 from mindmap.eval.classifier import EmojiClassifier, augment
-from mindmap.eval.metrics import codebook_stats, frechet_distance, nearest_distances, precision_recall, psnr, ssim
+from mindmap.eval.metrics import (codebook_stats, fd_interval, frechet_distance, kernel_distance, nearest_distances,
+                                  precision_recall, psnr, ssim)
 
 
 def _gauss(n, d=8, seed=0):
@@ -18,6 +20,46 @@ def test_frechet_distance_known_answers():
     assert frechet_distance(a, b * 2) > frechet_distance(a, b * 1.5) > frechet_distance(a, b)
     # against the closed form for diagonal Gaussians: sum (s1 - s2)^2 with s = std
     assert abs(frechet_distance(a, b * 3) - 8 * (3 - 1) ** 2) < 1.5
+
+
+def test_kid_is_the_unbiased_mmd_and_tells_laws_apart():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(6, 3, generator=g), torch.randn(6, 3, generator=g) + 0.5
+
+    def k(x, y):
+        return (float(x @ y) / 3 + 1) ** 3
+    # one subset of all 6 rows of each set: the MMD is the same whatever order the rows are drawn in
+    mean, std = kernel_distance(a, b, subsets=1, subset_size=6)
+    brute = (sum(k(a[i], a[j]) for i in range(6) for j in range(6) if i != j) / 30
+              + sum(k(b[i], b[j]) for i in range(6) for j in range(6) if i != j) / 30
+              - 2 * sum(k(x, y) for x in a for y in b) / 36)
+    assert abs(mean - brute) < 1e-6 * abs(brute) and std == 0.0
+    same = kernel_distance(torch.randn(2000, 8, generator=g), torch.randn(2000, 8, generator=g), subsets=20,
+                           subset_size=500)
+    moved = kernel_distance(torch.randn(2000, 8, generator=g), torch.randn(2000, 8, generator=g) + 0.5, subsets=20,
+                            subset_size=500)
+    assert abs(same[0]) < 3 * same[1] and moved[0] > 5 * moved[1] > 0   # unbiased: one law scores ~0
+    with pytest.raises(ValueError, match="KID needs at least 2 rows"):
+        kernel_distance(a[:1], b, subset_size=6)
+    with pytest.raises(ValueError, match="KID needs at least 2 rows"):
+        kernel_distance(a[:3], b)                                   # subsets of half the smaller set: 1 row
+
+
+def test_fd_interval_covers_fd_at_its_sample_size_and_narrows_with_more_samples():
+    """Coverage: over independent pairs of sample sets, the intervals hold the mean FD of fresh draws of the same
+    sizes (what FD-emoji estimates) at least 75% of the time (95% intended, erring wide)."""
+    g = torch.Generator().manual_seed(1)
+    mix = torch.randn(16, 16, generator=g) * 0.3
+    widths = []
+    for n in (200, 3200):
+        def draw(shift=0.0):
+            return torch.randn(n, 16, generator=g) @ mix + shift
+        expected = torch.tensor([frechet_distance(draw(0.2), draw()) for _ in range(30)]).mean().item()
+        intervals = [fd_interval(draw(0.2), draw(), rounds=30, seed=k) for k in range(12)]
+        covered = sum(low < expected < high for low, high in intervals) / len(intervals)
+        assert covered >= 0.75, (n, expected, intervals)
+        widths.append(sum(high - low for low, high in intervals) / len(intervals))
+    assert widths[1] < widths[0] / 2
 
 
 def test_precision_recall_known_answers():
@@ -85,4 +127,19 @@ def test_mq_trade_off_table_takes_the_tokenizer_psnr_at_one_mask_ratio():
            "class_top1": 0.16, "class_top5": 0.36}
     table = mq_table([row, {"model": "raster-x", "controls": {}}])          # a row without the PSNR is not MQ
     lines = table.splitlines()
-    assert len(lines) == 3 and lines[2].startswith("| mq-x | 0.5 | 19.87 | 32 | 32 | 0.059 | 49.26 (34.29) | 0.16 / 0.36 |")
+    assert len(lines) == 3 and lines[2].startswith("| mq-x | 0.5 | 19.87 | 32 | 32 | 0.059 | 49.26 | 0.16 / 0.36 |")
+
+
+def test_generator_table_shows_intervals_kid_and_the_real_reference():
+    from mindmap.eval.report import generator_table, reference_note
+    row = {"model": "raster-x", "paradigm": "raster", "params": 2.5e6, "tokens": 64, "network_calls": 64,
+           "seconds_per_image": 0.5, "fd_emoji": 28.49, "fd_emoji_interval": [27.1, 31.9], "kid": 0.01234,
+           "kid_std": 0.0021, "fd_emoji_train": 29.66, "kid_train": 0.0087, "kid_train_std": 0.0019,
+           "fd_emoji_real": 12.5, "kid_real": -0.0001, "kid_real_std": 0.0004, "class_top1": 0.33, "class_top5": 0.62,
+           "precision": 0.7, "recall": 0.6, "memorized": 0.5}
+    old = {k: v for k, v in row.items() if not k.startswith(("kid", "fd_emoji_"))} | {"fd_emoji_floor": 30.0}
+    lines = generator_table([row, old]).splitlines()
+    assert "| 28.49 [27.10, 31.90] | 12.34 ± 2.10 | 29.66 / 8.70 ± 1.90 |" in lines[2]
+    assert "| 28.49 | — | 30.00 / — |" in lines[3]                   # a row measured before KID and intervals
+    assert "FD-emoji 12.50 and KID x 10^3 -0.10 ± 0.40" in reference_note([old, row])
+    assert reference_note([old]) == ""

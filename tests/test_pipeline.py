@@ -176,3 +176,18 @@ def test_bfloat16_generators_stay_close_to_float32_and_every_paradigm_runs(tiny_
         assert frame.image.dtype == torch.float32 and torch.isfinite(frame.image).all(), name
     with pytest.raises(ValueError, match="dtype must be one of float32, bfloat16, got 'float16'"):
         Pipeline.from_pretrained(tiny_root / "tiny-raster", device="cpu", dtype="float16")
+
+
+def test_a_compiled_decode_step_keeps_the_codes_and_only_raster_models_take_it(tiny_root):
+    """torch.compile of the raster decode step (opt-in: `bench --compile`): the eager step is the reference; on the
+    same seeds the compiled one draws the same codes with next-code logits within float32 rounding."""
+    ref = Pipeline.from_pretrained(tiny_root / "tiny-raster", device="cpu")
+    fast = Pipeline.from_pretrained(tiny_root / "tiny-raster", device="cpu", compile=True)
+    request = {"class": ref.classes[1], "batch": 2}
+    for seed in (0, 1):
+        a, b = ref(**request, seed=seed), fast(**request, seed=seed)
+        assert torch.equal(a.tokens, b.tokens) and torch.allclose(a.confidence, b.confidence, atol=1e-5)
+    g = fast.generator
+    assert getattr(g.decode_one_token, "_torchdynamo_orig_callable", None) is not None     # really compiled
+    with pytest.raises(ValueError, match="compile: only raster generators have a compiled decode step; tiny-masked"):
+        Pipeline.from_pretrained(tiny_root / "tiny-masked", device="cpu", compile=True)

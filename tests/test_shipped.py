@@ -76,8 +76,8 @@ def test_generate_on_the_shipped_model(tmp_path):
 
 
 CLASSIFIER = ROOT / "classifier-emoji32"
-EVAL_KEYS = {"fd_emoji", "fd_emoji_floor", "class_top1", "class_top5", "precision", "recall", "memorized",
-             "seconds_per_image", "network_calls"}
+EVAL_KEYS = {"fd_emoji", "fd_emoji_interval", "kid", "kid_std", "fd_emoji_train", "fd_emoji_real", "class_top1",
+             "class_top5", "precision", "recall", "memorized", "seconds_per_image", "network_calls"}
 
 
 def test_class_consistency_of_real_heldout_is_the_classifier_accuracy(heldout):
@@ -95,7 +95,9 @@ def test_class_consistency_of_real_heldout_is_the_classifier_accuracy(heldout):
 def test_eval_cli_on_the_shipped_models():
     row = json.loads(cli("eval", "--model", "masked-emoji32", "--n", 99, "--json").stdout)
     assert EVAL_KEYS <= set(row) and row["n"] == 99 and row["network_calls"] == 8
-    assert row["fd_emoji"] > row["fd_emoji_floor"] > 0
+    assert row["fd_emoji"] > row["fd_emoji_train"] > 0 and row["kid"] > row["kid_real"]
+    low, high = row["fd_emoji_interval"]
+    assert low < row["fd_emoji"] < high and row["kid_std"] > 0
     assert row["class_top1"] > 10 / 99 and 0 <= row["memorized"] <= 1
     tok = json.loads(cli("eval", "--tokenizer", "vq-emoji32").stdout)
     assert tok["psnr"] == pytest.approx(read_manifest(ROOT / "vq-emoji32")["metrics"]["psnr"], abs=1e-3)

@@ -63,6 +63,53 @@ def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((mu_a - mu_b).pow(2).sum() + cov_a.trace() + cov_b.trace() - 2 * cross).item()
 
 
+def fd_interval(a: torch.Tensor, b: torch.Tensor, rounds: int = 100, seed: int = 0,
+                level: float = 0.95) -> list[float]:
+    """An interval for `frechet_distance(a, b)` at these sample sizes: the central `level` share of FD over
+    `rounds` parametric bootstrap resamples (sets of the same sizes drawn from the two Gaussians FD fits), shifted
+    so that their median is the measured FD.
+
+    Not the plain bootstrap: resampling rows with replacement repeats rows, which by itself inflates FD in many
+    dimensions (on 256-d synthetic features at 297 samples: FD 111, resamples 214 +- 9, while fresh draws of 297
+    give 111 +- 1.2). Gaussian resamples repeat nothing; they still overstate the spread (+- 2.2 there), so the
+    interval errs wide. FD also grows as samples shrink: compare rows of equal sizes."""
+    g = torch.Generator().manual_seed(seed)
+
+    def gaussian(x: torch.Tensor):                          # a sampler of len(x) draws from N(mean(x), cov(x))
+        w, v = torch.linalg.eigh(torch.cov(x.T))
+        root = v * w.clamp_min(0).sqrt()
+        return lambda: x.mean(0) + torch.randn(x.shape, generator=g, dtype=torch.float64) @ root.T
+
+    draw_a, draw_b = gaussian(a.double()), gaussian(b.double())
+    values = torch.tensor([frechet_distance(draw_a(), draw_b()) for _ in range(rounds)])
+    shift = frechet_distance(a, b) - values.median().item()
+    tail = (1 - level) / 2
+    return [values.quantile(tail).item() + shift, values.quantile(1 - tail).item() + shift]
+
+
+def kernel_distance(a: torch.Tensor, b: torch.Tensor, subsets: int = 100, subset_size: int | None = None,
+                    seed: int = 0) -> tuple[float, float]:
+    """KID (Binkowski et al. 2018) between feature sets a (N, D) and b (M, D): the unbiased estimate of the squared
+    MMD under the cubic kernel k(x, y) = (x.y / D + 1)^3, averaged over `subsets` random subsets of `subset_size`
+    rows of each (default: 1,000 or half the smaller set, so that the subsets differ); returns (mean, standard
+    deviation over the subsets: the spread of KID at the subset size, wider than at the whole sets'). Unlike FD
+    it has no bias from the sample size: two samples of one law score 0 on average (and can score below it)."""
+    m = min(subset_size or min(1000, len(a) // 2, len(b) // 2), len(a), len(b))
+    if m < 2:
+        raise ValueError(f"KID needs at least 2 rows in each set, got {len(a)} and {len(b)}")
+    a, b, d = a.double(), b.double(), a.shape[1]
+    g = torch.Generator().manual_seed(seed)
+    values = []
+    for _ in range(subsets):
+        x = a[torch.randperm(len(a), generator=g)[:m]]
+        y = b[torch.randperm(len(b), generator=g)[:m]]
+        kxx, kyy, kxy = ((x @ x.T / d + 1) ** 3, (y @ y.T / d + 1) ** 3, (x @ y.T / d + 1) ** 3)
+        within = (kxx.sum() - kxx.diagonal().sum() + kyy.sum() - kyy.diagonal().sum()) / (m * (m - 1))
+        values.append((within - 2 * kxy.mean()).item())
+    values = torch.tensor(values, dtype=torch.float64)
+    return values.mean().item(), (values.std().item() if subsets > 1 else 0.0)
+
+
 def _knn_radii(x: torch.Tensor, k: int) -> torch.Tensor:
     d = torch.cdist(x, x)
     return d.kthvalue(k + 1, dim=1).values            # +1: the zero distance to itself

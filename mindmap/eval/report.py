@@ -38,11 +38,36 @@ def _pair(a: float, b: float, fmt: str = ".2f") -> str:
     return f"{a:{fmt}} / {b:{fmt}}"
 
 
+def _kid(r: dict, which: str) -> str:
+    """KID x 1000 with its standard deviation over subsets ("—" in a row measured before KID was)."""
+    if f"kid{which}" not in r:
+        return "—"
+    return f"{1e3 * r[f'kid{which}']:.2f} ± {1e3 * r[f'kid{which}_std']:.2f}"
+
+
+def train_fd(r: dict) -> float:
+    """FD-emoji of training images matched per class, scored like the samples (`fd_emoji_floor` in older rows)."""
+    return r["fd_emoji_train"] if "fd_emoji_train" in r else r["fd_emoji_floor"]
+
+
+def reference_note(rows: list[dict]) -> str:
+    """What two samples of the real held-out law score against each other (disjoint random halves): the level
+    below which no model can be told from real emoji by these metrics."""
+    r = next((r for r in rows if "fd_emoji_real" in r), None)
+    if r is None:
+        return ""
+    return (f"Reference: held-out emoji against held-out emoji (two disjoint random halves) score FD-emoji "
+            f"{r['fd_emoji_real']:.2f} and KID x 10^3 {_kid(r, '_real')}; FD grows as samples shrink, KID does not.")
+
+
 GENERATOR_COLUMNS = [
     ("model", lambda r: r["model"]), ("paradigm", lambda r: r["paradigm"]),
     ("params", lambda r: f"{r['params'] / 1e6:.1f}M"), ("tokens", lambda r: str(r["tokens"])),
     ("network calls", lambda r: str(r["network_calls"])), ("s/image (CPU)", lambda r: f"{r['seconds_per_image']:.3f}"),
-    ("FD-emoji (floor)", lambda r: f"{r['fd_emoji']:.2f} ({r['fd_emoji_floor']:.2f})"),
+    ("FD-emoji [95% interval]", lambda r: f"{r['fd_emoji']:.2f}" + (
+        " [{:.2f}, {:.2f}]".format(*r["fd_emoji_interval"]) if "fd_emoji_interval" in r else "")),
+    ("KID x 10^3 (± std)", lambda r: _kid(r, "")),
+    ("training images: FD-emoji / KID x 10^3", lambda r: f"{train_fd(r):.2f} / {_kid(r, '_train')}"),
     ("class top-1 / top-5", lambda r: _pair(r["class_top1"], r["class_top5"])),
     ("precision", lambda r: f"{r['precision']:.2f}"), ("recall", lambda r: f"{r['recall']:.2f}"),
     ("memorized", lambda r: f"{r['memorized']:.3f}"),
@@ -69,7 +94,7 @@ _GENERATOR_CELLS = dict(GENERATOR_COLUMNS)
 MQ_COLUMNS = [
     ("model", lambda r: r["model"].split(" ")[0]), ("mask ratio", lambda r: f"{r['controls'].get('mask_ratio', '—')}"),
     ("tokenizer held-out PSNR (dB)", lambda r: f"{r['tokenizer_psnr']:.2f}"),
-    *((h, _GENERATOR_CELLS[h]) for h in ("tokens", "network calls", "s/image (CPU)", "FD-emoji (floor)",
+    *((h, _GENERATOR_CELLS[h]) for h in ("tokens", "network calls", "s/image (CPU)", "FD-emoji [95% interval]",
                                          "class top-1 / top-5")),
 ]
 
@@ -103,8 +128,9 @@ def update_cards(rows: list[dict], command: str, root: Path | None = None):
         text = card.read_text() if card.exists() else f"# {name}\n"
         text = text.split(f"\n{CARD_HEADING}")[0].rstrip() + "\n"
         extra = f"\n{text_table(mine)}\n" if any("retrieval_top1" in r for r in mine) else ""
-        card.write_text(f"{text}\n{CARD_HEADING}\nMeasured by `{command}` (the held-out split; FD-emoji's floor is "
-                        f"real training images against the same held-out set):\n\n{generator_table(mine)}\n{extra}")
+        card.write_text(f"{text}\n{CARD_HEADING}\nMeasured by `{command}` against the held-out split (training "
+                        f"images matched per class are scored the same way beside them):\n\n{generator_table(mine)}\n"
+                        f"{reference_note(mine)}\n{extra}")
         manifest_path = root / name / MANIFEST
         manifest = json.loads(manifest_path.read_text())
         manifest["eval"] = [{k: v for k, v in r.items() if k != "fid_note"} for r in mine]
@@ -132,7 +158,8 @@ def write_tuned_default(rows: list[dict], control: str, command: str, root: Path
 
 
 def plot_quality_speed(rows: list[dict], path: Path):
-    """FD-emoji against seconds per image, one labelled point per row; each real-data floor dashed."""
+    """FD-emoji (with its bootstrap interval where measured) against seconds per image, one labelled point per row;
+    dashed, what real images score the same way: held-out against held-out, else training images."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -145,15 +172,20 @@ def plot_quality_speed(rows: list[dict], path: Path):
         colour = colours.setdefault(r["paradigm"], f"C{len(colours)}")
         ax.scatter(r["seconds_per_image"], r["fd_emoji"], color=colour, s=40, zorder=3,
                    label=r["paradigm"] if first else None)
+        if "fd_emoji_interval" in r:
+            low, high = r["fd_emoji_interval"]
+            ax.errorbar(r["seconds_per_image"], r["fd_emoji"], yerr=[[r["fd_emoji"] - low], [high - r["fd_emoji"]]],
+                        color=colour, lw=1, capsize=2, zorder=2)
         short = r["model"].replace("-emoji32", "").replace("diffusion_steps", "diff").replace("mask_ratio", "ratio")
         ax.annotate(short, (r["seconds_per_image"], r["fd_emoji"]), fontsize=7, xytext=(4, 3),
                     textcoords="offset points")
-    floors = {}   # class models are scored against the held-out split, text models against held-out prompts
+    levels = {}   # class models are scored against the held-out split, text models against held-out prompts
     for r in rows:
-        floors.setdefault("text prompts" if r.get("conditioning") == "text" else "classes", r["fd_emoji_floor"])
-    for i, (what, floor) in enumerate(sorted(floors.items())):
-        ax.axhline(floor, color="grey", ls="--" if i == 0 else ":", lw=1,
-                   label=f"real vs real floor, {what} ({floor:.1f})")
+        what = "text prompts" if r.get("conditioning") == "text" else "classes"
+        levels.setdefault(*(("held-out vs held-out (halves)", r["fd_emoji_real"]) if "fd_emoji_real" in r else
+                            (f"training images, {what}", train_fd(r))))
+    for i, (what, level) in enumerate(sorted(levels.items())):
+        ax.axhline(level, color="grey", ls="--" if i == 0 else ":", lw=1, label=f"{what} ({level:.1f})")
     ax.set_xscale("log")
     lo, hi = min(r["seconds_per_image"] for r in rows), max(r["seconds_per_image"] for r in rows)
     left, right = lo / 1.3, hi * 2.2                 # room for the right-most label

@@ -14,8 +14,8 @@ from ..data import load_emoji
 from .. import paradigms
 from ..registry import list_models, load_pipeline, load_tokenizer
 from .classifier import EmojiClassifier, embed, topk_agreement
-from .metrics import (frechet_distance, nearest_distances, precision_recall, preview_psnr, ssim,
-                      tokenizer_metrics)
+from .metrics import (fd_interval, frechet_distance, kernel_distance, nearest_distances, precision_recall,
+                      preview_psnr, ssim, tokenizer_metrics)
 
 logger = logging.getLogger(__name__)
 CLASSIFIER = "classifier-emoji32"
@@ -105,8 +105,9 @@ def retrieval(f_fake: torch.Tensor, items: list[dict], data, clf, ks=(1, 5, 10))
     return out
 
 
-def training_floor(data, fake_labels: torch.Tensor, seed: int) -> torch.Tensor:
-    """Training images with the same per-class counts as the samples: what reproducing training data scores."""
+def training_images(data, fake_labels: torch.Tensor, seed: int) -> torch.Tensor:
+    """Training images with the same per-class counts as the samples, scored like them: what reproducing the
+    training data would score (not a floor: the held-out split holds other emoji than training does)."""
     g = torch.Generator().manual_seed(seed)
     train_idx = torch.from_numpy(data.indices("train"))
     train_labels = torch.from_numpy(data.labels[train_idx.numpy()])
@@ -115,6 +116,17 @@ def training_floor(data, fake_labels: torch.Tensor, seed: int) -> torch.Tensor:
         pool = train_idx[train_labels == label]
         picks.append(pool[torch.randint(0, len(pool), (int((fake_labels == label).sum()),), generator=g)])
     return data.tensor(torch.cat(picks).numpy())
+
+
+def distances(f_fake: torch.Tensor, f_real: torch.Tensor, seed: int, suffix: str = "") -> dict:
+    """FD-emoji and KID (mean and standard deviation over 100 subsets of up to 1,000 images) between two sets of
+    classifier features, keyed `fd_emoji{suffix}`, `kid{suffix}`, `kid{suffix}_std`; without a suffix (the
+    samples) also FD-emoji's 95% interval (`fd_interval`)."""
+    kid, kid_std = kernel_distance(f_fake, f_real, seed=seed)
+    out = {f"fd_emoji{suffix}": frechet_distance(f_fake, f_real), f"kid{suffix}": kid, f"kid{suffix}_std": kid_std}
+    if not suffix:
+        out["fd_emoji_interval"] = fd_interval(f_fake, f_real, seed=seed)
+    return out
 
 
 def variant_name(name: str, controls: dict) -> str:
@@ -150,7 +162,8 @@ def eval_generator(name: str, n: int = 990, seed: int = 0, root: Path | None = N
     f_fake, logits = embed(clf, fake)
     held = data.tensor(data.indices("heldout"))
     f_held = embed(clf, held)[0]
-    f_floor = embed(clf, training_floor(data, fake_labels, seed))[0]
+    f_train = embed(clf, training_images(data, fake_labels, seed))[0]
+    halves = torch.randperm(len(f_held), generator=torch.Generator().manual_seed(seed)).chunk(2)
     agree = topk_agreement(logits, fake_labels)
     memo = nearest_distances(fake, data.tensor(data.indices("train"))) < style_threshold(data)
     extra = pipe.paradigm.eval_extra(pipe, held, resolved) if pipe.paradigm.eval_extra else {}
@@ -159,7 +172,8 @@ def eval_generator(name: str, n: int = 990, seed: int = 0, root: Path | None = N
             "conditioning": pipe.conditioning, "n": len(fake),
             "params": sum(p.numel() for role, part in pipe.parts.items() if role != "tokenizer" for p in part.parameters()),
             "tokens": pipe.paradigm.codes_per_image(last),
-            "fd_emoji": frechet_distance(f_fake, f_held), "fd_emoji_floor": frechet_distance(f_floor, f_held),
+            **distances(f_fake, f_held, seed), **distances(f_train, f_held, seed, "_train"),
+            **distances(*(f_held[h] for h in halves), seed, "_real"),
             "class_top1": agree["top1"], "class_top5": agree["top5"],
             **precision_recall(f_held, f_fake), "memorized": memo.float().mean().item(),
             **(retrieval(f_fake, items, data, clf) if text else {}),
