@@ -43,6 +43,7 @@ from mindmap.data.samples import load_samples, load_user_image
 from mindmap.eval.metrics import psnr
 from mindmap.frames import decided_cells, to_pil
 from mindmap.paradigms import catalog, get
+from mindmap.race import Board, race
 from mindmap.registry import list_models, list_tokenizers, load_pipeline, load_tokenizer
 from mindmap.serve import cleaner_period
 from mindmap.viz import confidence_map, importance_map, order_map, token_map
@@ -361,6 +362,36 @@ class Studio:
             logger.exception("request failed: %s", model)
             raise gr.Error(f"generation failed ({type(e).__name__}: {e})", print_exception=False) from None
 
+    def racers(self) -> list[str]:
+        """The embedded class generators, which share their classes: the Race tab's entrants."""
+        return [n for n, d in self.models.items() if d["conditioning"] == "class" and d["group"] == "emoji"]
+
+    def race(self, class_name, seed):
+        """Stream the race board (`mindmap.race`): `class_name` at `seed` in every entrant at once, on one clock,
+        then a table of each model's network calls and milliseconds. Bounded like /generate: stopped, with the board
+        so far, past MINDMAP_REQUEST_SECONDS."""
+        names = self.racers()
+        if not names:
+            raise refuse("no class generator is installed to race")
+        if class_name not in self.classes(names[0]):
+            raise refuse(f"class must be one of the {len(self.classes(names[0]))} emoji classes, got {class_name!r}")
+        try:
+            pipes = {name: load_pipeline(name, self.search) for name in names}
+            board, limit, interval = Board(names), request_limit(), preview_interval()
+            start, shown = time.perf_counter(), None
+            for lap in race(pipes, class_name, seed):
+                board.update(lap)
+                if time.perf_counter() - start > limit:
+                    yield board.image(), race_table(board) + f"\n\n**stopped**: over this app's limit of {limit:g} s"
+                    logger.info("stopped race over %g s: %s %s", limit, class_name, seed)
+                    return
+                if shown is None or time.perf_counter() - shown >= interval:
+                    yield board.image(), race_table(board)
+                    shown = time.perf_counter()
+            yield board.image(), race_table(board)
+        except (ValueError, CheckpointError) as e:
+            raise refuse(str(e)) from None
+
     def check_budget(self, key: tuple, limit: float, request):
         """Refuse (ValueError) a request whose measured cost at these controls is over `limit` seconds."""
         known = self.budget.estimate(key)
@@ -571,6 +602,31 @@ def lab_tab(studio: Studio):
     go.click(studio.tokenize, [tokenizer, sample, upload], gallery, api_name="tokenize")
 
 
+def race_table(board: Board) -> str:
+    """The race so far, fastest finisher first: each model's network calls and sampler milliseconds."""
+    rows = sorted(board.results(), key=lambda r: (not r["done"], r["ms"]))
+    return "| model | network calls | ms (its own sampler) | |\n|---|---|---|---|\n" + "\n".join(
+        f"| {r['model']} | {r['network_calls']} | {r['ms']:.0f} | {'done' if r['done'] else 'decoding'} |"
+        for r in rows)
+
+
+def race_tab(studio: Studio):
+    names = studio.racers()
+    classes = studio.classes(names[0]) if names else []
+    gr.Markdown("One class and seed, decoded by every emoji class generator at once. The models take turns on "
+                "one clock: the one that has spent the least time in its own sampler goes next, so each panel is "
+                "where its model would be had it run alone for that long.", elem_classes="info")
+    with gr.Row():
+        class_name = gr.Dropdown(classes, value=next(iter(classes), None), label="Class", filterable=True)
+        seed = gr.Number(value=0, precision=0, minimum=0, maximum=2**31 - 1, label="Seed")
+        go = gr.Button("Race", variant="primary", interactive=bool(names))
+    board = gr.Image(label="The race", format="png", interactive=False, buttons=["download"], elem_id="race")
+    table = gr.Markdown(elem_id="race-table")
+    # The generate group: the entrants' KV caches serve one run at a time. Raw values: the pipeline names a bad one.
+    go.click(on_gpu(studio.race), [class_name, seed], [board, table], api_name="race", preprocess=False,
+             concurrency_limit=1, concurrency_id="generate")
+
+
 def fetch_published(names: str | None):
     """Download and convert the published generators MINDMAP_FETCH names (once: they are cached); one that cannot
     be fetched (offline, unknown name) is logged in one line and left out."""
@@ -604,6 +660,8 @@ def build(root: Path | None = None) -> gr.Blocks:
         gr.Markdown(f"# MINDmap\n{INTRO}")
         with gr.Tab("Generate"):
             generate_tab(demo, studio, studio.default_model())
+        with gr.Tab("Race"):
+            race_tab(studio)
         with gr.Tab("Tokenizer lab"):
             lab_tab(studio)
         gr.api(models, api_name="models")

@@ -162,6 +162,21 @@ def _figures(args):
     print(json.dumps(make_figures(args.root, args.out)))
 
 
+def _race(args):
+    from .cli_generate import check_target, written
+    from .race import entrants, race_gif
+    from .registry import load_pipeline
+    check_target(args.out, "--out", ".gif")
+    if not 0.01 <= args.tick <= 10:
+        raise ValueError(f"--tick must be a number of seconds in [0.01, 10], got {args.tick}")
+    names = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else entrants(args.class_name,
+                                                                                                   args.root)
+    pipes = {name: load_pipeline(name, args.root) for name in names}
+    with written(Path(args.out)) as tmp:
+        results = race_gif(pipes, args.class_name, args.seed, tmp, tick=args.tick)
+    print(json.dumps({"out": str(args.out), "class": args.class_name, "seed": args.seed, "results": results}))
+
+
 def _bench(args):
     if args.app:
         from .bench import app_markdown, bench_app
@@ -337,6 +352,16 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
                    "~/.cache/mindmap/models)")
     h.add_argument("--force", action="store_true", help="download and convert again")
     h.set_defaults(func=_fetch)
+
+    r = sub.add_parser("race", help="one class and seed decoded by every class generator side by side, on one "
+                       "clock: a GIF and each model's network calls and milliseconds")
+    r.add_argument("--class", dest="class_name", required=True, help="an emoji class, e.g. face-smiling")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--out", type=Path, default=Path("race.gif"), help="the GIF to write")
+    r.add_argument("--models", help="comma-separated generators (default: every class generator that knows the class)")
+    r.add_argument("--tick", type=float, default=0.1, help="seconds of the race's clock per GIF frame")
+    r.add_argument("--root", type=Path, default=None, help="checkpoints folder")
+    r.set_defaults(func=_race)
     if command in heavy:
         heavy[command](sub.choices[command])
     return p

@@ -433,3 +433,17 @@ def test_bench_app_times_what_a_person_waits_for(tiny_root, capsys):
     assert 0 < fetched["first_update_ms"]["median"] <= 1000 * fetched["seconds"]["max"] and fetched["updates"][0] >= 1
     assert main(["bench", "--model", "tiny-raster", "--root", str(tiny_root), "--app", "--sweep", "cfg=2,3"]) == 2
     assert "--app measures one model" in capsys.readouterr().err
+
+
+def test_race_tab_streams_the_board_and_ends_with_every_model_done(tiny_app):
+    client = Client(tiny_app, verbose=False)
+    updates = list(client.submit(TINY_CLASSES[0], 1, api_name="/race"))
+    image, table = updates[-1]
+    assert Image.open(image).width > 136 * 5                       # every emoji class generator on the board
+    rows = [line for line in table.splitlines()[2:] if line.startswith("| tiny-")]
+    assert len(rows) >= 6 and all(line.endswith("| done |") for line in rows)
+    assert "tiny-text" not in table
+    with pytest.raises(Exception, match="class must be one of"):
+        client.predict("no-such-class", 1, api_name="/race")
+    with pytest.raises(Exception, match="seed must be"):
+        client.predict(TINY_CLASSES[0], -1, api_name="/race")
