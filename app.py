@@ -19,6 +19,8 @@ API (the same whatever checkpoints are installed; the parameters are the paradig
   the controls that make it long, and one that overruns stops there with its partial picture (`WorkBudget`).
 - `/models()`: every installed model with its paradigm and its controls (type, range, default).
 - `/classes(model)`: a class model's class names.
+- `/race(class_name, seed)`: the Race tab: streams (board, table) as every embedded class generator decodes the
+  class at the seed, taking turns on one clock (`mindmap.race`); at most RACE_FPS boards a second.
 - `/tokenize(tokenizer, sample, upload)`: the tokenizer lab's gallery.
 """
 from __future__ import annotations
@@ -59,6 +61,7 @@ except ImportError:
 
 PREVIEW_ALL_CELLS = 64             # grids up to this many cells preview every step
 PREVIEW_INTERVAL = 0.25            # seconds between previews sent (MINDMAP_PREVIEW_INTERVAL; 0 = every one)
+RACE_FPS = 10                      # the most race boards sent per second, whatever the preview interval
 REQUEST_SECONDS = 20.0             # the work one request may cost (MINDMAP_REQUEST_SECONDS): see WorkBudget
 PROBE_SECONDS = 0.5                # a request whose cost is not known yet is timed this long, then estimated
 CACHE_SECONDS = 600                # pictures sent are deleted from Gradio's cache after this (MINDMAP_CACHE_SECONDS)
@@ -377,7 +380,9 @@ class Studio:
             raise refuse(f"class must be one of the {len(self.classes(names[0]))} emoji classes, got {class_name!r}")
         try:
             pipes = {name: load_pipeline(name, self.search) for name in names}
-            board, limit, interval = Board(names), request_limit(), preview_interval()
+            # At most one board per preview interval, and never more than RACE_FPS a second: a board is every
+            # model's picture, and a race's laps come faster than a page can show them.
+            board, limit, interval = Board(names), request_limit(), max(preview_interval(), 1 / RACE_FPS)
             start, shown = time.perf_counter(), None
             for lap in race(pipes, class_name, seed):
                 board.update(lap)

@@ -400,7 +400,7 @@ def test_generation_runs_under_spaces_gpu_when_that_package_is_there(tiny_root, 
     import app
     try:
         importlib.reload(app).build(tiny_root)
-        assert sorted(wrapped) == ["generate", "ui_generate"]
+        assert sorted(wrapped) == ["generate", "race", "ui_generate"]
     finally:
         monkeypatch.delitem(sys.modules, "spaces")
         importlib.reload(app)
