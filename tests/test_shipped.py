@@ -92,13 +92,18 @@ def test_class_consistency_of_real_heldout_is_the_classifier_accuracy(heldout):
     assert agree["top1"] > 10 / 99                                    # far above chance
 
 
-def test_eval_cli_on_the_shipped_models():
-    row = json.loads(cli("eval", "--model", "masked-emoji32", "--n", 99, "--json").stdout)
-    assert EVAL_KEYS <= set(row) and row["n"] == 99 and row["network_calls"] == 8
+def test_eval_cli_on_the_shipped_models(capsys):
+    from mindmap.__main__ import main                 # in this process: a subprocess pays ~15 s of imports here
+
+    def cli_json(*args):
+        assert main(list(args)) == 0
+        return json.loads(capsys.readouterr().out)
+    row = cli_json("eval", "--model", "masked-emoji32", "--n", "40", "--json")
+    assert EVAL_KEYS <= set(row) and row["n"] == 40 and row["network_calls"] == 8
     assert row["fd_emoji"] > row["fd_emoji_train"] > 0 and row["kid"] > row["kid_real"]
     low, high = row["fd_emoji_interval"]
     assert low < row["fd_emoji"] < high and row["kid_std"] > 0
     assert row["class_top1"] > 10 / 99 and 0 <= row["memorized"] <= 1
-    tok = json.loads(cli("eval", "--tokenizer", "vq-emoji32").stdout)
+    tok = cli_json("eval", "--tokenizer", "vq-emoji32")
     assert tok["psnr"] == pytest.approx(read_manifest(ROOT / "vq-emoji32")["metrics"]["psnr"], abs=1e-3)
     assert 0 < tok["ssim"] <= 1 and tok["rfd_emoji"] > 0
