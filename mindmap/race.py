@@ -101,16 +101,13 @@ def race_gif(pipes: dict, class_name: str, seed: int, out: Path, tick: float = 0
     """Race `pipes` and write the board as a GIF on the models' shared clock: one frame per `tick` seconds of
     sampler time, the finished board held `hold` seconds. Returns the board's results."""
     laps = sorted(race(pipes, class_name, seed), key=lambda lap: lap.seconds)   # each model's laps stay in order
-    board, frames, k = Board(list(pipes)), [], 0
-    end = max(lap.seconds for lap in laps)
-    for step in range(int(end / tick) + 2):
+    board, frames, k, step = Board(list(pipes)), [], 0, 0
+    while not frames or k < len(laps):              # the last frame: the finished board
         while k < len(laps) and laps[k].seconds <= step * tick:
             board.update(laps[k])
             k += 1
         frames.append(board.image())
-    for lap in laps[k:]:
-        board.update(lap)
-    frames.append(board.image())
+        step += 1
     durations = [int(tick * 1000)] * (len(frames) - 1) + [int(hold * 1000)]
     frames[0].save(out, save_all=True, append_images=frames[1:], duration=durations, loop=0)
     return board.results()

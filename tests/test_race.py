@@ -7,8 +7,8 @@ import pytest
 import torch
 from conftest import TINY_CLASSES
 from PIL import Image
+from test_cli import run
 
-from mindmap.__main__ import main
 from mindmap.race import Board, race
 
 ENTRANTS = ("tiny-raster", "tiny-masked", "tiny-scale", "tiny-depth")
@@ -46,14 +46,15 @@ def test_a_race_refuses_a_text_model_and_an_unknown_class(pipes):
 
 def test_race_cli_writes_a_gif_of_every_entrant(tiny_root, tmp_path, capsys):
     out = tmp_path / "race.gif"
-    assert main(["race", "--class", TINY_CLASSES[0], "--seed", "2", "--out", str(out), "--root", str(tiny_root),
-                 "--models", "tiny-raster,tiny-masked,tiny-mar"]) == 0
-    report = json.loads(capsys.readouterr().out)
+    rc, stdout, _ = run(capsys, "race", "--class", TINY_CLASSES[0], "--seed", 2, "--out", out, "--root", tiny_root,
+                        "--models", "tiny-raster,tiny-masked,tiny-mar")
+    assert rc == 0
+    report = json.loads(stdout)
     assert [r["model"] for r in report["results"]] == ["tiny-raster", "tiny-masked", "tiny-mar"]
     assert all(r["done"] and r["ms"] > 0 for r in report["results"])
     gif = Image.open(out)
     assert gif.n_frames >= 2 and gif.size == (3 * 136 + 8, 176)
-    assert main(["race", "--class", TINY_CLASSES[0], "--out", str(tmp_path / "x.png"), "--root", str(tiny_root)]) == 2
-    assert "--out must be a .gif file" in capsys.readouterr().err
-    assert main(["race", "--class", "no-such-class", "--out", str(out), "--root", str(tiny_root)]) == 2
-    assert "no class generator knows the class 'no-such-class'" in capsys.readouterr().err
+    rc, _, err = run(capsys, "race", "--class", TINY_CLASSES[0], "--out", tmp_path / "x.png", "--root", tiny_root)
+    assert rc == 2 and "--out must be a .gif file" in err
+    rc, _, err = run(capsys, "race", "--class", "no-such-class", "--out", out, "--root", tiny_root)
+    assert rc == 2 and "no class generator knows the class 'no-such-class'" in err

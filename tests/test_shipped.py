@@ -11,7 +11,7 @@ from mindmap.eval.metrics import tokenizer_metrics
 from mindmap.registry import list_models, list_tokenizers, load_pipeline, load_tokenizer
 from mindmap.tokenizers.vq import VQTokenizer
 
-from test_cli import cli
+from test_cli import cli, run
 
 ROOT = default_root()
 # Held-out PSNR (dB) at the finest level, set just under what `eval --tokenizer all` measured (README).
@@ -93,12 +93,11 @@ def test_class_consistency_of_real_heldout_is_the_classifier_accuracy(heldout):
 
 
 def test_eval_cli_on_the_shipped_models(capsys):
-    from mindmap.__main__ import main                 # in this process: a subprocess pays ~15 s of imports here
-
-    def cli_json(*args):
-        assert main(list(args)) == 0
-        return json.loads(capsys.readouterr().out)
-    row = cli_json("eval", "--model", "masked-emoji32", "--n", "40", "--json")
+    def cli_json(*args):                              # in this process: a subprocess pays ~15 s of imports here
+        rc, out, _ = run(capsys, *args)
+        assert rc == 0
+        return json.loads(out)
+    row = cli_json("eval", "--model", "masked-emoji32", "--n", 40, "--json")
     assert EVAL_KEYS <= set(row) and row["n"] == 40 and row["network_calls"] == 8
     assert row["fd_emoji"] > row["fd_emoji_train"] > 0 and row["kid"] > row["kid_real"]
     low, high = row["fd_emoji_interval"]

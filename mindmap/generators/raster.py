@@ -48,7 +48,8 @@ class RasterGPT(GridLM):
         """Compile the one-code decode step with torch.compile (inductor, static shapes): one compilation per batch
         shape, then the same codes faster (measured on a 2-core CPU: 26 s to compile `raster-emoji32`'s step cold,
         3 s with inductor's cache warm, then 0.47 s per image against 0.69 s eager, so it pays after about a
-        hundred images; see the README). SJD's and ZipAR's multi-code passes, the prefill and the naive baseline stay eager."""
+        hundred images; see the README). SJD's and ZipAR's multi-code passes, the prefill and the naive baseline
+        stay eager."""
         self.decode_one_token = torch.compile(self.decode_one_token, dynamic=False)
 
     def setup_cache(self, batch: int):
