@@ -19,8 +19,9 @@ API (the same whatever checkpoints are installed; the parameters are the paradig
   the controls that make it long, and one that overruns stops there with its partial picture (`WorkBudget`).
 - `/models()`: every installed model with its paradigm and its controls (type, range, default).
 - `/classes(model)`: a class model's class names.
-- `/race(class_name, seed)`: the Race tab: streams (board, table) as every embedded class generator decodes the
-  class at the seed, taking turns on one clock (`mindmap.race`); at most RACE_FPS boards a second.
+- `/race(class_name, seed, style)`: the Race tab: streams (board, table) as every embedded class generator decodes the
+  class at the seed (in the style, "any" or None for none, where a model has a style condition), taking turns on
+  one clock (`mindmap.race`); at most RACE_FPS boards a second.
 - `/tokenize(tokenizer, sample, upload)`: the tokenizer lab's gallery.
 """
 from __future__ import annotations
@@ -40,7 +41,7 @@ import gradio as gr
 import torch.nn.functional as F
 
 from mindmap.checkpoint import CheckpointError, default_root
-from mindmap.controls import SAMPLER_ROLES, api_name
+from mindmap.controls import ANY_STYLE, SAMPLER_ROLES, api_name
 from mindmap.data.samples import load_samples, load_user_image
 from mindmap.eval.metrics import psnr
 from mindmap.frames import decided_cells, to_pil
@@ -369,10 +370,15 @@ class Studio:
         """The embedded class generators, which share their classes: the Race tab's entrants."""
         return [n for n, d in self.models.items() if d["conditioning"] == "class" and d["group"] == "emoji"]
 
-    def race(self, class_name, seed):
-        """Stream the race board (`mindmap.race`): `class_name` at `seed` in every entrant at once, on one clock,
-        then a table of each model's network calls and milliseconds. Bounded like /generate: stopped, with the board
-        so far, past MINDMAP_REQUEST_SECONDS."""
+    def race_styles(self) -> list[str]:
+        """The styles some entrant takes as a condition, after 'any'."""
+        takes = [self.takes(n).get("style", {}).get("choices", []) for n in self.racers()]
+        return list(dict.fromkeys([ANY_STYLE, *(s for choices in takes for s in choices)]))
+
+    def race(self, class_name, seed, style=None):
+        """Stream the race board (`mindmap.race`): `class_name` at `seed` (in `style` for the models with a style
+        condition) in every entrant at once, on one clock, then a table of each model's network calls and
+        milliseconds. Bounded like /generate: stopped, with the board so far, past MINDMAP_REQUEST_SECONDS."""
         names = self.racers()
         if not names:
             raise refuse("no class generator is installed to race")
@@ -382,7 +388,7 @@ class Studio:
             # model's picture, and a race's laps come faster than a page can show them.
             board, limit, interval = Board(names), request_limit(), max(preview_interval(), 1 / RACE_FPS)
             start, shown = time.perf_counter(), None
-            for lap in race(pipes, class_name, seed):
+            for lap in race(pipes, class_name, seed, None if style in (None, "", ANY_STYLE) else style):
                 board.update(lap)
                 if time.perf_counter() - start > limit:
                     yield board.image(), race_table(board) + f"\n\n**stopped**: over this app's limit of {limit:g} s"
@@ -621,12 +627,15 @@ def race_tab(studio: Studio):
                 "where its model would be had it run alone for that long.", elem_classes="info")
     with gr.Row():
         class_name = gr.Dropdown(classes, value=next(iter(classes), None), label="Class", filterable=True)
+        styles = studio.race_styles()
+        style = gr.Dropdown(styles, value=ANY_STYLE, label="Style", visible=len(styles) > 1,
+                            info="for the models with a style condition; the others draw as trained")
         seed = gr.Number(value=0, precision=0, minimum=0, maximum=2**31 - 1, label="Seed")
         go = gr.Button("Race", variant="primary", interactive=bool(names))
     board = gr.Image(label="The race", format="png", interactive=False, buttons=["download"], elem_id="race")
     table = gr.Markdown(elem_id="race-table")
     # The generate group: the entrants' KV caches serve one run at a time. Raw values: the pipeline names a bad one.
-    go.click(on_gpu(studio.race), [class_name, seed], [board, table], api_name="race", preprocess=False,
+    go.click(on_gpu(studio.race), [class_name, seed, style], [board, table], api_name="race", preprocess=False,
              concurrency_limit=1, concurrency_id="generate")
 
 

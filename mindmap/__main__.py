@@ -30,18 +30,47 @@ def _data(args):
     print(build_emoji(args.root, force=args.force))
 
 
+def _styles(text: str) -> list[str] | None:
+    """--styles: None for all, else the comma-separated names (checked against the data by load_emoji)."""
+    return None if text.strip() == "all" else [s.strip() for s in text.split(",") if s.strip()]
+
+
+def _calibrate(args) -> tuple | None:
+    """--calibrate SECONDS --sync DIR --sync-count K (set by `train suite`): the phase's shared step count."""
+    if args.calibrate is None:
+        return None
+    if args.sync is None or args.sync_count is None or args.sync_count < 1 or not args.calibrate > 0:
+        raise ValueError("--calibrate SECONDS (> 0) needs --sync FOLDER and --sync-count K (>= 1)")
+    return args.sync, args.out.name, args.sync_count, args.calibrate
+
+
 def _train(args):
     _outputs(args, "--out", "--run-dir")
-    if args.what == "tokenizer":
+    if args.what == "suite":
+        from .train.suite import run_suite
+        metrics = run_suite(args.out, args.run_dir or Path("runs") / "suite", tokenizer_steps=args.tokenizer_steps,
+                            generator_steps=args.generator_steps, tokenizer_seconds=args.tokenizer_seconds,
+                            generator_seconds=args.generator_seconds, tokenizer_batch=args.tokenizer_batch,
+                            generator_batch=args.generator_batch, lr=args.lr, parallel=args.jobs,
+                            features=args.features if args.features is not None else 0.5,
+                            adversarial=args.adversarial if args.adversarial is not None else 0.1,
+                            mixed_precision=args.mixed_precision, only=args.only, ablation=args.ablation)
+    elif args.what == "tokenizer":
         from .train.tokenizer import train_tokenizer
         metrics = train_tokenizer(args.out, kind=args.kind, size=args.size, steps=args.steps, batch=args.batch,
                                   lr=args.lr, codebook_size=args.codebook_size, depth=args.depth, seed=args.seed,
-                                  run_dir=args.run_dir, cpu=args.cpu, mixed_precision=args.mixed_precision)
+                                  run_dir=args.run_dir, cpu=args.cpu, mixed_precision=args.mixed_precision,
+                                  styles=_styles(args.styles), features=args.features or 0.0,
+                                  adversarial=args.adversarial or 0.0, gan_start=args.gan_start,
+                                  calibrate=_calibrate(args))
     elif args.what == "classifier":
         from .train.classifier import train_classifier
         metrics = train_classifier(args.out, size=args.size, steps=args.steps, batch=args.batch, lr=args.lr,
                                    seed=args.seed, run_dir=args.run_dir, cpu=args.cpu,
-                                   mixed_precision=args.mixed_precision)
+                                   mixed_precision=args.mixed_precision, styles=_styles(args.styles))
+    elif args.what == "style-head":
+        from .train.classifier import fit_style_head
+        metrics = fit_style_head(args.out, seed=args.seed)
     elif args.what == "hybrid":
         from .train.hybrid import compose_hybrid
         if args.raster is None or args.masked is None:
@@ -53,7 +82,9 @@ def _train(args):
                                   batch=args.batch, lr=args.lr, preset=args.preset, dropout=args.dropout,
                                   flip=not args.no_flip, seed=args.seed, conditioning=args.conditioning,
                                   run_dir=args.run_dir, cpu=args.cpu, init=args.init,
-                                  mixed_precision=args.mixed_precision)
+                                  mixed_precision=args.mixed_precision, styles=_styles(args.styles),
+                                  style_condition=not args.no_style_condition, calibrate=_calibrate(args),
+                                  curve_every=args.curve_every)
     if metrics:                      # empty on the processes other than the main one
         print(json.dumps(metrics))
 
@@ -120,7 +151,7 @@ def _eval(args):
     if args.tokenizer:
         from .registry import list_tokenizers
         names = list_tokenizers(args.root) if args.tokenizer == "all" else [args.tokenizer]
-        rows = [run.eval_tokenizer(name, args.root) for name in names]
+        rows = [run.eval_tokenizer(name, args.root, _styles(args.styles)) for name in names]
         table = report.tokenizer_table(rows)
         if args.write:
             report.write_section(args.write, "TOKENIZERS", f"Measured by `{command}`:\n\n{table}")
@@ -129,11 +160,13 @@ def _eval(args):
     if args.tune and (not args.model or len({name for v in parse_sweep(args.sweep) for name in v}) != 1):
         raise ValueError("--tune needs --model NAME and one --sweep CONTROL=V1,V2,... of a single control")
     if args.all:
-        rows = run.eval_all(n=args.n, seed=args.seed, root=args.root)
+        rows = run.eval_all(n=args.n, seed=args.seed, root=args.root, styles=_styles(args.styles),
+                            sweeps=not args.defaults_only)
     elif args.model:
         given = sampling_values(args)
         rows = [run.eval_generator(args.model, n=args.n, seed=args.seed, root=args.root, controls={**given, **v},
-                                   dtype=args.dtype) for v in parse_sweep(args.sweep) or [{}]]
+                                   dtype=args.dtype, styles=_styles(args.styles))
+                for v in parse_sweep(args.sweep) or [{}]]
     else:
         raise ValueError("eval needs --model NAME, --tokenizer NAME|all or --all")
     table = report.generator_table(rows)
@@ -158,6 +191,10 @@ def _eval(args):
 
 def _figures(args):
     _outputs(args, "--out")
+    if args.curves is not None:
+        from .eval.report import plot_learning_curves
+        print(json.dumps([str(plot_learning_curves(args.curves, Path(args.out) / "learning_curves.png"))]))
+        return
     from .figures import make_figures
     print(json.dumps(make_figures(args.root, args.out)))
 
@@ -173,8 +210,9 @@ def _race(args):
                                                                                                    args.root)
     pipes = {name: load_pipeline(name, args.root) for name in names}
     with written(Path(args.out)) as tmp:
-        results = race_gif(pipes, args.class_name, args.seed, tmp, tick=args.tick)
-    print(json.dumps({"out": str(args.out), "class": args.class_name, "seed": args.seed, "results": results}))
+        results = race_gif(pipes, args.class_name, args.seed, tmp, tick=args.tick, style=args.style)
+    print(json.dumps({"out": str(args.out), "class": args.class_name, "style": args.style, "seed": args.seed,
+                      "results": results}))
 
 
 def _bench(args):
@@ -229,8 +267,10 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     d.set_defaults(func=_data)
 
     t = sub.add_parser("train", help="train a tokenizer, a generator or the eval classifier; resumable")
-    t.add_argument("what", choices=["tokenizer", "generator", "classifier", "hybrid"])
-    t.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
+    t.add_argument("what", choices=["tokenizer", "generator", "classifier", "hybrid", "style-head", "suite"],
+                   help="style-head: fit the eval classifier's style head (in place, --out its folder); suite: every "
+                        "tokenizer and class generator at equal budgets into the folder --out (resumable)")
+    t.add_argument("--out", type=Path, required=True, help="checkpoint folder to write (suite: their parent)")
     t.add_argument("--size", type=int, default=32, help="image size in px (tokenizer)")
     t.add_argument("--codebook-size", type=int, default=512)
     t.add_argument("--kind", default="vq", help="tokenizer: vq, rq, mq or msvq")
@@ -248,6 +288,34 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     t.add_argument("--run-dir", type=Path, default=None, help="resume state (default runs/<out name>)")
     t.add_argument("--cpu", action="store_true", help="train on the CPU even if a GPU is present")
     t.add_argument("--init", type=Path, help="generator: start from this checkpoint's matching weights (fine-tune)")
+    t.add_argument("--styles", default="all", help="emoji styles to train on, comma-separated, or all")
+    t.add_argument("--features", type=float, default=None,
+                   help="tokenizer: weight of feature matching in the eval classifier's stages (default 0: off; "
+                        "suite: 0.5)")
+    t.add_argument("--adversarial", type=float, default=None,
+                   help="tokenizer: weight of a patch discriminator's loss, times VQGAN's adaptive weight (default 0: "
+                        "off; suite: 0.1)")
+    t.add_argument("--curve-every", type=int, default=0,
+                   help="generator: held-out loss every N steps into heldout.csv (the learning curve; 0: off)")
+    t.add_argument("--tokenizer-steps", type=int, default=3000, help="suite: steps of every tokenizer")
+    t.add_argument("--generator-steps", type=int, default=1250,
+                   help="suite: steps of every generator, the same for all (1250 x 256: where the raster model's "
+                        "held-out loss was lowest)")
+    t.add_argument("--tokenizer-seconds", type=float, help="suite: measure the tokenizers' steps to fit this time")
+    t.add_argument("--generator-seconds", type=float, help="suite: measure the generators' steps to fit this time")
+    t.add_argument("--tokenizer-batch", type=int, default=128, help="suite: tokenizer batch")
+    t.add_argument("--generator-batch", type=int, default=256, help="suite: generator batch (every one the same)")
+    t.add_argument("--jobs", type=int, default=1, help="suite: trainings run side by side")
+    t.add_argument("--only", default="all", help="suite: all, tokenizers or generators")
+    t.add_argument("--ablation", action="store_true",
+                   help="suite: also a VQ tokenizer without the sharpening losses (vq-plain-emoji32)")
+    t.add_argument("--calibrate", type=float, help=argparse.SUPPRESS)     # set by the suite for its jobs
+    t.add_argument("--sync", type=Path, help=argparse.SUPPRESS)
+    t.add_argument("--sync-count", type=int, help=argparse.SUPPRESS)
+    t.add_argument("--gan-start", type=float, default=0.3,
+                   help="tokenizer: share of the steps before the discriminator starts")
+    t.add_argument("--no-style-condition", action="store_true",
+                   help="generator: class only, no style condition beside it")
     t.set_defaults(func=_train)
 
     m = sub.add_parser("models", help="list the available models")
@@ -260,6 +328,8 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--model", required=True)
     g.add_argument("--class", dest="class_name", help="subcategory, e.g. face-smiling (class models)")
     g.add_argument("--prompt", help="what to draw, in words (text models)")
+    g.add_argument("--style", help="emoji art style, beside the class (models with a style condition; "
+                                   "`models --json` lists each model's)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--out", type=Path, required=True, help="PNG to write")
     g.add_argument("--frames", type=Path, help="folder for one PNG per streamed frame")
@@ -283,6 +353,9 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     e.add_argument("--model", help="a generator to sample and score")
     e.add_argument("--tokenizer", help="a tokenizer folder under checkpoints/ (or `all`) to score on held-out emoji")
     e.add_argument("--all", action="store_true", help="every generator")
+    e.add_argument("--defaults-only", action="store_true", help="with --all: each model at its defaults, no sweeps")
+    e.add_argument("--styles", default="all", help="score against these styles' held-out emoji only (comma-"
+                   "separated; a model with a style condition draws in them); default all the model learnt")
     e.add_argument("--n", type=int, default=990, help="samples, spread evenly over the classes")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--json", action="store_true", help="JSON output (the default unless --markdown)")
@@ -300,6 +373,8 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
                        "prompts")
     f.add_argument("--out", type=Path, default=Path("assets"), help="folder to write")
     f.add_argument("--root", type=Path, default=None, help="checkpoints folder")
+    f.add_argument("--curves", type=Path, help="only the learning curves: a folder of `heldout.csv` files (per model "
+                   "folder, or <model>.csv) -> learning_curves.png")
     f.set_defaults(func=_figures)
 
     b = sub.add_parser("bench", help="speed: real sampler vs its naive baseline (and a sweep, other models)")
@@ -357,6 +432,7 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
                        "clock: a GIF and each model's network calls and milliseconds")
     r.add_argument("--class", dest="class_name", required=True, help="an emoji class, e.g. face-smiling")
     r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--style", help="emoji art style for the models with a style condition (the others: as trained)")
     r.add_argument("--out", type=Path, default=Path("race.gif"), help="the GIF to write")
     r.add_argument("--models", help="comma-separated generators (default: every class generator that knows the class)")
     r.add_argument("--tick", type=float, default=0.1, help="seconds of the race's clock per GIF frame")

@@ -62,6 +62,8 @@ def generate(args) -> dict:
         values["class"] = args.class_name
     if args.prompt is not None:
         values["prompt"] = args.prompt
+    if args.style is not None:
+        values["style"] = args.style
     controls = pipe.controls(**values)  # validate before any work or file is touched
     want_frames = args.frames is not None or args.gif is not None
     t0 = time.perf_counter()
@@ -76,6 +78,7 @@ def generate(args) -> dict:
                     stack.enter_context(written(Path(args.frames) / f"frame_{i:03d}.png")), format="PNG")
         if args.gif is not None:
             save_gif(frames, stack.enter_context(written(Path(args.gif))), view=pipe.paradigm.view)
-    return {"model": args.model, "class": controls.class_name, "prompt": controls.prompt, "seed": controls.seed,
+    return {"model": args.model, "class": controls.class_name, "prompt": controls.prompt,
+            **({"style": controls.values["style"]} if "style" in controls.values else {}), "seed": controls.seed,
             "seconds": round(seconds, 4),
             "network_calls": final.network_calls, "frames": len(frames), "out": str(args.out)}

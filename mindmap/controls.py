@@ -37,6 +37,11 @@ class ModelFacts:
         return list(self.manifest.get("classes") or [])
 
     @property
+    def styles(self) -> list[str]:
+        """The art styles a model takes as a condition (none unless its manifest says it has a style condition)."""
+        return list(self.manifest.get("styles") or []) if self.manifest.get("style_condition") else []
+
+    @property
     def example_prompts(self) -> list[str]:
         return list(self.manifest.get("example_prompts") or [])
 
@@ -150,6 +155,9 @@ CLASS = Control("class", "choice", lambda m: m.classes[0], choices=lambda m: tup
                 help="emoji subcategory", label="Class", role="condition")
 PROMPT = Control("prompt", "text", lambda m: (m.example_prompts or ["grinning face"])[0],
                  help="what to draw, in words (an emoji's name works best)", label="Prompt", role="condition")
+ANY_STYLE = "any"
+STYLE = Control("style", "choice", ANY_STYLE, choices=lambda m: (ANY_STYLE, *m.styles), role="condition", label="Style",
+                help="emoji art style, beside the class ('any': the model's own pick, as without the condition)")
 SEED = Control("seed", "int", 0, 0, MAX_SEED, help="same seed, same image (on one device)", label="Seed",
                role="request")
 BATCH = Control("batch", "int", 1, 1, MAX_BATCH, help="images per request", label="Batch", role="request")
@@ -251,6 +259,12 @@ class Request:
     @property
     def prompt(self) -> str | None:
         return self.values.get("prompt")
+
+    @property
+    def style(self) -> str | None:
+        """The requested style; None for 'any' and for a model without a style condition."""
+        style = self.values.get("style")
+        return None if style in (None, ANY_STYLE) else style
 
     @property
     def sampling(self) -> dict:

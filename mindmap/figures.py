@@ -3,7 +3,9 @@
 - `compare.png`: each class model (rows) on the same classes and seeds (columns), at its defaults;
 - `decode-<paradigm>.gif`: one decoding run per paradigm, with its order, confidence and own view;
 - `importance.png`: an MQ tokenizer's importance maps and kept cells on held-out emoji;
-- `prompts.png`: a text model on held-out emoji names, beside the real emoji.
+- `prompts.png`: a text model on held-out emoji names, beside the real emoji;
+- `emoji_styles.png`: the training art, a few emoji in every style;
+- `styles.png`: the style swap: each model with a style condition on one class and seed, in every style.
 """
 from __future__ import annotations
 
@@ -115,10 +117,57 @@ def prompts(root, out: Path, count: int = 8, seeds: int = 3, scale: int = 3) -> 
     return out
 
 
+def style_samples(out: Path, names=("grinning face", "cat face", "red apple", "rocket", "sun with face")) -> Path:
+    """The emoji art the models learn from: a few emoji (rows) in every style built (columns), 64 px."""
+    data = load_emoji(64)
+    rows = []
+    for name in names:
+        tiles = []
+        for style in data.styles:
+            i = next((i for i, r in enumerate(data.records)
+                      if r["name"] == name and r["style"] == style and r["skin"] is None), None)
+            tiles.append(to_pil(data.tensor([i])[0], 2) if i is not None else Image.new("RGB", (128, 128), "white"))
+        rows.append((name, tiles))
+    labelled_rows(rows, list(data.styles), label_width=110).save(out)
+    return out
+
+
+def style_swap(root, out: Path, class_name: str = "face-smiling", seed: int = 0, scale: int = 3) -> Path | None:
+    """Every class model with a style condition (rows) drawing one class at one seed in each style (columns:
+    'any', then its styles), under a row of real held-out emoji of that class in each style."""
+    from .controls import ANY_STYLE
+    pipes = {e.name: load_pipeline(e.name, root) for e in list_models(root)
+             if e.manifest.get("style_condition") and class_name in e.manifest.get("classes", [])}
+    if not pipes:
+        return None
+    styles = next(iter(pipes.values())).styles
+    data = load_emoji(32, styles=styles)
+    label = data.classes.index(class_name)
+    real = []
+    for style in styles:          # the first held-out emoji of the class drawn in every style, else any of the style
+        rows = [i for i, r in enumerate(data.records) if r["label"] == label and r["split"] == "heldout"
+                and r["skin"] is None]
+        emoji = next((data.records[i]["emoji"] for i in rows
+                      if all(any(data.records[j]["emoji"] == data.records[i]["emoji"] and data.records[j]["style"] == s
+                                 for j in rows) for s in styles)), None)
+        pick = next((i for i in rows if data.records[i]["style"] == style and data.records[i]["emoji"] == emoji),
+                    next(i for i in rows if data.records[i]["style"] == style))
+        real.append(to_pil(data.tensor([pick])[0], scale))
+    blank = Image.new("RGB", real[0].size, "white")
+    grid = [("real (held out)", [blank, *real])]
+    for name, pipe in pipes.items():
+        grid.append((f"{name}\n({pipe.paradigm.name})",
+                     [to_pil(pipe(**{"class": class_name}, style=s, seed=seed).image[0], scale)
+                      for s in (ANY_STYLE, *pipe.styles)]))
+    labelled_rows(grid, [ANY_STYLE, *styles]).save(out)
+    return out
+
+
 @torch.inference_mode()
 def make_figures(root=None, folder: Path = Path("assets")) -> list[str]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     made = [compare(root, folder / "compare.png"), *gifs(root, folder), importance(root, folder / "importance.png"),
-            prompts(root, folder / "prompts.png")]
+            prompts(root, folder / "prompts.png"), style_samples(folder / "emoji_styles.png"),
+            style_swap(root, folder / "styles.png")]
     return [str(p) for p in made if p is not None]

@@ -214,6 +214,31 @@ class Transformer(nn.Module):
         return self.norm(x)
 
 
+def pack_labels(classes: torch.Tensor, styles: torch.Tensor | None, num_classes: int) -> torch.Tensor:
+    """One label per row for a model with a style condition: class + (num_classes + 1) * (style + 1); style -1
+    (or None) is 'any style'. A label below num_classes + 1 is a class (or the null class) in any style, so every
+    sampler and classifier-free guidance (whose null row is the null class in any style) work unchanged."""
+    if styles is None:
+        return classes
+    return classes + (num_classes + 1) * (styles + 1)
+
+
+class LabelEmbedding(nn.Embedding):
+    """The class embedding (num_classes + 1 rows, the last the null class), plus, for a model with a style
+    condition, a style table (num_styles + 1 rows, row 0 'any style') added to it; labels as `pack_labels` makes
+    them. Without styles it is exactly an nn.Embedding, so class-only checkpoints load and decode as before."""
+
+    def __init__(self, num_classes: int, num_styles: int, dim: int):
+        super().__init__(num_classes + 1, dim)
+        self.styles = nn.Embedding(num_styles + 1, dim) if num_styles else None
+
+    def forward(self, labels: torch.Tensor) -> torch.Tensor:
+        if self.styles is None:
+            return super().forward(labels)
+        rows = self.num_embeddings
+        return super().forward(labels % rows) + self.styles(labels // rows)
+
+
 def init_weights(module: nn.Module, std: float = 0.02):
     """GPT-style init: normal(0, std) for linear and embedding weights, zero biases; AdaLN modulations zero."""
     for m in module.modules():
@@ -221,6 +246,8 @@ def init_weights(module: nn.Module, std: float = 0.02):
             nn.init.normal_(m.weight, std=std)
             if getattr(m, "bias", None) is not None:
                 nn.init.zeros_(m.bias)
+        if isinstance(m, LabelEmbedding) and m.styles is not None:
+            nn.init.zeros_(m.styles.weight)   # a new style table leaves a class model's outputs as they were
     for m in module.modules():
         if isinstance(m, Block) and m.ada is not None:
             nn.init.zeros_(m.ada[1].weight)

@@ -22,6 +22,7 @@ import torch
 from .checkpoint import CheckpointError, component_path, load_component, read_manifest
 from .controls import Control, ModelFacts, Request, check_preview_every, with_defaults
 from .frames import Frame
+from .nn import pack_labels
 from .paradigms import Paradigm, get
 from .sampling import make_generator
 from .tokenizers import TOKENIZERS
@@ -69,8 +70,9 @@ def model_controls(folder: Path, manifest: dict) -> list[Control]:
         raise CheckpointError(f"{Path(folder) / 'mindmap.json'}: bad defaults ({e})") from None
 
 
-def check_parts(folder: Path, parts: dict, classes: list[str]):
-    """Every generator must agree with the manifest's classes and with the tokenizer's grid and alphabet."""
+def check_parts(folder: Path, parts: dict, classes: list[str], styles: list[str] = ()):
+    """Every generator must agree with the manifest's classes and styles and with the tokenizer's grid and
+    alphabet."""
     tok = parts["tokenizer"]
     # What the generators must agree with: discrete codes (vocabulary) or continuous tokens (their width).
     alphabet = ("vocab_size", tok.vocab_size) if hasattr(tok, "vocab_size") else ("token_dim", tok.token_dim)
@@ -80,6 +82,9 @@ def check_parts(folder: Path, parts: dict, classes: list[str]):
         if part.config.num_classes != len(classes):
             raise CheckpointError(f"{folder}: {role} has {part.config.num_classes} classes, "
                                   f"the manifest lists {len(classes)}")
+        if part.config.get("num_styles", 0) != len(styles):
+            raise CheckpointError(f"{folder}: {role} takes {part.config.get('num_styles', 0)} styles, the manifest "
+                                  f"lists {len(styles)} as its style condition")
         if part.config.get("depth", 0) != tok.config.get("depth", 0):
             raise CheckpointError(f"{folder}: {role} predicts {part.config.get('depth')} codes per cell, "
                                   f"the tokenizer gives {tok.config.get('depth')}")
@@ -119,7 +124,7 @@ class Pipeline:
         roles = {"tokenizer": TOKENIZERS[paradigm.tokenizer], **paradigm.components}
         parts = {role: load_component(folder, manifest["components"][role], klass, paradigm.variants.get(role, ()))
                  for role, klass in roles.items()}
-        check_parts(folder, parts, manifest.get("classes") or [])
+        check_parts(folder, parts, manifest.get("classes") or [], ModelFacts(manifest, {}).styles)
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         parts = {role: part.to(device) for role, part in parts.items()}
         if dtype is None and device.type == "cuda":
@@ -138,6 +143,11 @@ class Pipeline:
     @property
     def classes(self) -> list[str]:
         return self.manifest["classes"]
+
+    @property
+    def styles(self) -> list[str]:
+        """The styles this model takes as a condition ([] without a style condition)."""
+        return ModelFacts(self.manifest, {}).styles
 
     @property
     def cells(self) -> int:
@@ -162,11 +172,16 @@ class Pipeline:
         return encoder.encode([prompt] * batch).to(self.device)
 
     def condition(self, request: Request):
-        """The request's condition: class labels (B,), or the prompt's text states for a text model."""
+        """The request's condition: class labels (B,) (with the style packed in, `pack_labels`, for a model with a
+        style condition), or the prompt's text states for a text model."""
         if request.prompt is not None:
             return self.text_condition(request.prompt, request.batch)
-        label = self.classes.index(request.class_name)
-        return torch.full((request.batch,), label, dtype=torch.long, device=self.device)
+        label = torch.full((request.batch,), self.classes.index(request.class_name), dtype=torch.long,
+                           device=self.device)
+        if request.style is None:
+            return label
+        style = torch.full_like(label, self.styles.index(request.style))
+        return pack_labels(label, style, len(self.classes))
 
     def controls(self, **values) -> Request:
         """Validate a request's controls (`class` may be passed as `class_name`)."""

@@ -28,14 +28,28 @@ class Lap(NamedTuple):
     seconds: float   # the model's own sampler time so far
 
 
-def race(pipes: dict, class_name: str, seed: int) -> Iterator[Lap]:
-    """Every pipe in `pipes` (name -> class Pipeline) decodes `class_name` at `seed`; yields each new frame, the
-    model with the least sampler time so far always going next (ties: in the order given)."""
+def conditions(pipes: dict, class_name: str, style: str | None = None) -> dict[str, dict]:
+    """Each pipe's condition: the class, and the style for every model with a style condition (the others draw
+    the class in the styles they were trained on); a style no entrant takes is refused."""
+    if style is not None and not any(style in pipe.styles for pipe in pipes.values()):
+        takers = sorted({s for pipe in pipes.values() for s in pipe.styles})
+        raise ValueError(f"style must be one of {', '.join(takers) or 'none: no entrant has a style condition'}; "
+                         f"got {style!r}")
+    return {name: {"class": class_name, **({"style": style} if style in pipe.styles else {})}
+            for name, pipe in pipes.items()}
+
+
+def race(pipes: dict, class_name: str, seed: int, style: str | None = None) -> Iterator[Lap]:
+    """Every pipe in `pipes` (name -> class Pipeline) decodes `class_name` at `seed` (in `style`, where a model takes
+    it); yields each new frame, the model with the least sampler time so far always going next (ties: in the
+    order given)."""
     for name, pipe in pipes.items():
         if pipe.conditioning != "class":
             raise ValueError(f"a race is between class generators; {name} is conditioned on {pipe.conditioning}")
-        pipe.controls(**{"class": class_name, "seed": seed})    # an unknown class or bad seed: refused up front
-    streams = {name: pipe.stream(**{"class": class_name}, seed=seed, preview_every=1) for name, pipe in pipes.items()}
+    conds = conditions(pipes, class_name, style)
+    for name, pipe in pipes.items():
+        pipe.controls(**conds[name], seed=seed)                 # an unknown class or bad seed: refused up front
+    streams = {name: pipe.stream(**conds[name], seed=seed, preview_every=1) for name, pipe in pipes.items()}
     queue = [(0.0, k, name) for k, name in enumerate(streams)]
     try:
         while queue:
@@ -97,10 +111,11 @@ class Board:
                  "done": lap.frame.done} for name in self.models if (lap := self.laps.get(name))]
 
 
-def race_gif(pipes: dict, class_name: str, seed: int, out: Path, tick: float = 0.05, hold: float = 1.5) -> list[dict]:
+def race_gif(pipes: dict, class_name: str, seed: int, out: Path, tick: float = 0.05, hold: float = 1.5,
+             style: str | None = None) -> list[dict]:
     """Race `pipes` and write the board as a GIF on the models' shared clock: one frame per `tick` seconds of
     sampler time, the finished board held `hold` seconds. Returns the board's results."""
-    laps = sorted(race(pipes, class_name, seed), key=lambda lap: lap.seconds)   # each model's laps stay in order
+    laps = sorted(race(pipes, class_name, seed, style), key=lambda lap: lap.seconds)   # each model's laps in order
     board, frames, k, step = Board(list(pipes)), [], 0, 0
     while not frames or k < len(laps):              # the last frame: the finished board
         while k < len(laps) and laps[k].seconds <= step * tick:

@@ -77,28 +77,35 @@ def tiny_masked(seed: int = 0, **kwargs) -> MaskedGPT:
     return seeded(MaskedGPT, seed, vocab_size=32, **GRID, **PRESETS["tiny"], **kwargs)
 
 
-def tiny_depth(seed: int = 0) -> DepthGPT:
-    return seeded(DepthGPT, seed, vocab_size=32, **GRID, depth=3, dim=64, n_layers=4, n_heads=4, head_layers=(2, 3, 4))
+def tiny_depth(seed: int = 0, **kwargs) -> DepthGPT:
+    return seeded(DepthGPT, seed, vocab_size=32, **GRID, depth=3, dim=64, n_layers=4, n_heads=4, head_layers=(2, 3, 4),
+                  **kwargs)
 
 
-def tiny_stack(seed: int = 0) -> StackGPT:
-    return seeded(StackGPT, seed, vocab_size=32, **GRID, dim=64, n_layers=2, position_layers=1, n_heads=4, min_count=16)
+def tiny_stack(seed: int = 0, **kwargs) -> StackGPT:
+    return seeded(StackGPT, seed, vocab_size=32, **GRID, dim=64, n_layers=2, position_layers=1, n_heads=4, min_count=16,
+                  **kwargs)
 
 
-def tiny_scale(seed: int = 0) -> ScaleGPT:
+def tiny_scale(seed: int = 0, **kwargs) -> ScaleGPT:
     return seeded(ScaleGPT, seed, vocab_size=32, num_classes=len(TINY_CLASSES), scales=(1, 2, 3, 4, 5, 6, 8), code_dim=4,
-                  dim=64, n_layers=2, n_heads=4, grid=8)
+                  dim=64, n_layers=2, n_heads=4, grid=8, **kwargs)
 
 
-def tiny_mar(seed: int = 0) -> MARGPT:
-    return seeded(MARGPT, seed, token_dim=4, **GRID, dim=64, n_layers=2, n_heads=4, head_width=64, head_blocks=2)
+def tiny_mar(seed: int = 0, **kwargs) -> MARGPT:
+    return seeded(MARGPT, seed, token_dim=4, **GRID, dim=64, n_layers=2, n_heads=4, head_width=64, head_blocks=2,
+                  **kwargs)
 
 
-def write_tiny_pair(folder: Path, paradigm: str, tokenizer, generator, conditioning: str = "class") -> Path:
-    """A generator checkpoint folder: tokenizer + generator + manifest (text models list example prompts)."""
+def write_tiny_pair(folder: Path, paradigm: str, tokenizer, generator, conditioning: str = "class",
+                    styles: list[str] | None = None) -> Path:
+    """A generator checkpoint folder: tokenizer + generator + manifest (text models list example prompts; `styles`:
+    the generator's style condition)."""
     tokenizer.save_pretrained(folder / "tokenizer", safe_serialization=True)
     generator.save_pretrained(folder / "generator", safe_serialization=True)
     extra = {"example_prompts": EXAMPLE_PROMPTS} if conditioning == "text" else {}
+    if styles:
+        extra.update(styles=styles, style_condition=True)
     write_manifest(folder, {"kind": "generator", "paradigm": paradigm, "conditioning": conditioning,
                             "components": {"tokenizer": "tokenizer", "generator": "generator"},
                             "image_size": 16, "grid": 8, "classes": TINY_CLASSES, **extra})

@@ -89,7 +89,7 @@ def test_generate_signature_does_not_depend_on_the_models_installed(tiny_root, t
     apis = [app.build(root).get_api_info()["named_endpoints"]["/generate"] for root in (tiny_root, one, tmp_path / "none")]
     assert apis[0] == apis[1] == apis[2]
     params = [p["parameter_name"] for p in apis[0]["parameters"]]
-    assert params[:4] == ["model", "class_name", "prompt", "seed"]
+    assert params[:5] == ["model", "class_name", "prompt", "style", "seed"]
     assert {"steps", "depth", "mask_ratio", "prefix", "diffusion_steps", "cfg", "top_k"} <= set(params)
     assert all(p["parameter_has_default"] and p["parameter_default"] is None for p in apis[0]["parameters"][1:])
 

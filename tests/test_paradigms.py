@@ -69,8 +69,8 @@ def test_the_registry_refuses_a_sampler_that_does_not_take_its_controls():
 
 def test_the_catalog_is_every_control_once_condition_and_request_first():
     names = [c.name for c in catalog()]
-    assert len(names) == len(set(names)) and names[:4] == ["class", "prompt", "seed", "batch"]
-    assert {c.name for p in PARADIGMS.values() for c in p.controls} == set(names[4:])
+    assert len(names) == len(set(names)) and names[:5] == ["class", "prompt", "style", "seed", "batch"]
+    assert {c.name for p in PARADIGMS.values() for c in p.controls} == set(names[5:])
     assert all(isinstance(c, Control) for c in catalog())
 
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from mindmap.checkpoint import default_root, load_component, read_manifest
-from mindmap.data import build_emoji, load_emoji
+from mindmap.data import build_emoji, load_emoji, model_styles
+from mindmap.data.emoji import LEGACY_STYLES
 from mindmap.eval.metrics import tokenizer_metrics
 from mindmap.registry import list_models, list_tokenizers, load_pipeline, load_tokenizer
 from mindmap.tokenizers.vq import VQTokenizer
@@ -22,9 +23,17 @@ GENERATORS = [m.name for m in list_models()]
 
 @pytest.fixture(scope="module")
 def heldout():
+    """(data, held-out images) of the styles a checkpoint was trained on (its manifest's), by checkpoint name."""
     build_emoji()  # a no-op when `python -m mindmap data emoji` already ran
-    data = load_emoji(32)
-    return data, data.tensor(data.indices("heldout"))
+    cache = {}
+
+    def of(name: str):
+        styles = tuple(model_styles(read_manifest(ROOT / name)))
+        if styles not in cache:
+            data = load_emoji(32, styles=styles)
+            cache[styles] = data, data.tensor(data.indices("heldout"))
+        return cache[styles]
+    return of
 
 
 def test_every_tokenizer_has_a_floor():
@@ -33,7 +42,7 @@ def test_every_tokenizer_has_a_floor():
 
 @pytest.mark.parametrize("name", sorted(PSNR_FLOORS))
 def test_tokenizer_heldout_psnr_and_codebook_usage(heldout, name):
-    data, images = heldout
+    data, images = heldout(name)
     assert read_manifest(ROOT / name)["classes"] == data.classes          # labels never shift
     m = tokenizer_metrics(load_tokenizer(name), images)
     assert m["images"] == len(images) > 500 and m["psnr"] > PSNR_FLOORS[name]
@@ -80,9 +89,10 @@ EVAL_KEYS = {"fd_emoji", "fd_emoji_interval", "kid", "kid_std", "fd_emoji_train"
              "class_top5", "precision", "recall", "memorized", "seconds_per_image", "network_calls"}
 
 
-def test_class_consistency_of_real_heldout_is_the_classifier_accuracy(heldout):
+def test_class_consistency_of_real_heldout_is_the_classifier_accuracy():
     from mindmap.eval.classifier import EmojiClassifier, embed, topk_agreement
-    data, images = heldout
+    data = load_emoji(32, styles=LEGACY_STYLES)           # the class head's training styles (its card's figures)
+    images = data.tensor(data.indices("heldout"))
     clf = load_component(CLASSIFIER, "classifier", EmojiClassifier)
     labels = torch.from_numpy(data.labels[data.indices("heldout")])
     agree = topk_agreement(embed(clf, images)[1], labels)

@@ -69,6 +69,7 @@ GENERATOR_COLUMNS = [
     ("KID x 10^3 (± std)", lambda r: _kid(r, "")),
     ("training images: FD-emoji / KID x 10^3", lambda r: f"{train_fd(r):.2f} / {_kid(r, '_train')}"),
     ("class top-1 / top-5", lambda r: _pair(r["class_top1"], r["class_top5"])),
+    ("style agreement", lambda r: f"{r['style_top1']:.2f}" if "style_top1" in r else "—"),
     ("precision", lambda r: f"{r['precision']:.2f}"), ("recall", lambda r: f"{r['recall']:.2f}"),
     ("memorized", lambda r: f"{r['memorized']:.3f}"),
 ]
@@ -200,3 +201,44 @@ def plot_quality_speed(rows: list[dict], path: Path):
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def plot_learning_curves(folder: Path, path: Path) -> Path | None:
+    """Each generator's held-out and training loss against training samples seen (the `heldout.csv` that
+    `train generator --curve-every N` writes, one per model folder or as `<model>.csv` in `folder`), a panel each:
+    the losses differ by paradigm (cross-entropy, summed over depths for DnD, noise MSE for MAR)."""
+    import csv
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = {}
+    for f in sorted(Path(folder).glob("*.csv")) + sorted(Path(folder).glob("*/heldout.csv")):
+        name = f.stem if f.name != "heldout.csv" else f.parent.name
+        with open(f, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        if rows:
+            curves[name] = rows
+    if not curves:
+        return None
+    cols = min(3, len(curves))
+    fig, axes = plt.subplots((len(curves) + cols - 1) // cols, cols, figsize=(4 * cols, 3 * ((len(curves) + cols - 1)
+                             // cols)), dpi=110, squeeze=False)
+    for ax, (name, rows) in zip(axes.flat, curves.items()):
+        seen = [int(r["samples_seen"]) / 1e3 for r in rows]
+        held, train = [float(r["heldout"]) for r in rows], [float(r["train"]) for r in rows]
+        ax.plot(seen, held, "o-", ms=3, label="held-out emoji")
+        ax.plot(seen, train, "s--", ms=3, label="training emoji")
+        best = min(range(len(held)), key=held.__getitem__)
+        ax.axvline(seen[best], color="grey", lw=0.8, ls=":")
+        ax.set_title(f"{name} (held-out best at {seen[best]:.0f}k)", fontsize=9)
+        ax.set_xlabel("training samples seen (thousands)", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(curves):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -10,7 +10,8 @@ import torch
 
 from ..checkpoint import default_root, load_component, read_manifest
 from ..controls import MAX_BATCH
-from ..data import load_emoji
+from ..data import load_emoji, model_styles
+from ..data.emoji import LEGACY_STYLES
 from .. import paradigms
 from ..registry import list_models, load_pipeline, load_tokenizer
 from .classifier import EmojiClassifier, embed, topk_agreement
@@ -22,8 +23,11 @@ CLASSIFIER = "classifier-emoji32"
 
 
 def load_classifier(root: Path | None = None) -> EmojiClassifier:
+    """The eval classifier; `style_names` is its style head's output order (its manifest's styles; [] without)."""
     folder = Path(root or default_root()) / CLASSIFIER
-    return load_component(folder, "classifier", EmojiClassifier)
+    clf = load_component(folder, "classifier", EmojiClassifier)
+    clf.style_names = list(read_manifest(folder).get("styles") or []) if clf.style_head is not None else []
+    return clf
 
 
 def inception_fid_note() -> str:
@@ -34,8 +38,10 @@ def inception_fid_note() -> str:
     return "no torch-fidelity/pytorch-fid with local Inception weights; FID skipped (offline)"
 
 
-def style_threshold(data) -> float:
-    """Median pixel L2 between the Twemoji and Noto images of the same training emoji (no skin tones)."""
+def style_threshold(size: int = 32) -> float:
+    """Median pixel L2 between the Twemoji and Noto images of the same training emoji (no skin tones): one
+    threshold for every model and style subset, so memorised shares compare."""
+    data = load_emoji(size, styles=list(LEGACY_STYLES))
     by_emoji: dict[str, dict[str, int]] = {}
     for i, r in enumerate(data.records):
         if r["split"] == "train" and r["skin"] is None:
@@ -55,19 +61,25 @@ def _timed(pipe, seed: int, batch: int, values: dict):
     return frame, time.perf_counter() - t0
 
 
-def sample_classes(pipe, n: int, seed: int, controls: dict):
-    """n images spread evenly over the classes, batched per class: (images, labels, seconds/image, last Frame)."""
+def sample_classes(pipe, n: int, seed: int, controls: dict, asked: list[str] | None = None):
+    """n images spread evenly over the classes, batched per class: (images, labels, seconds/image, last Frame,
+    style ids). A model with a style condition draws each batch in the next of the `asked` styles (default: all
+    of its own) in turn (the style ids index `pipe.styles`); without one the style ids are None."""
     labels = _balanced_labels(len(pipe.classes), n)
-    images, done, seconds, frame = [], [], 0.0, None
+    images, done, styles, seconds, frame = [], [], [], 0.0, None
+    asked = list(asked or pipe.styles)
     for k, label in enumerate(labels.unique().tolist()):
         count = int((labels == label).sum())
         for start in range(0, count, MAX_BATCH):
             b = min(MAX_BATCH, count - start)
-            frame, sec = _timed(pipe, seed + 7919 * k + start, b, {"class": pipe.classes[label], **controls})
+            style = {"style": asked[len(styles) % len(asked)]} if pipe.styles else {}
+            frame, sec = _timed(pipe, seed + 7919 * k + start, b, {"class": pipe.classes[label], **style, **controls})
             seconds += sec
             images.append(frame.image.cpu())
             done.append(torch.full((b,), label))
-    return torch.cat(images), torch.cat(done), seconds / n, frame
+            styles.append(torch.full((b,), pipe.styles.index(style["style"]) if style else -1))
+    return (torch.cat(images), torch.cat(done), seconds / n, frame,
+            torch.cat(styles) if pipe.styles else None)
 
 
 def heldout_prompts(data, n: int) -> list[dict]:
@@ -129,46 +141,74 @@ def distances(f_fake: torch.Tensor, f_real: torch.Tensor, seed: int, suffix: str
     return out
 
 
+def style_agreement(clf, fake: torch.Tensor, style_ids: torch.Tensor | None, styles: list[str]) -> dict:
+    """For a model with a style condition: the share of samples whose style the classifier's style head names as
+    the one asked for (`style_top1`), and its chance level; {} for other models or a classifier without the head."""
+    if style_ids is None or clf.style_head is None:
+        return {}
+    names = clf.style_names
+    asked = torch.tensor([names.index(styles[i]) for i in style_ids.tolist()])
+    with torch.no_grad():
+        said = torch.cat([clf.style_logits(x.float()).argmax(1) for x in fake.split(512)])
+    return {"style_top1": (said == asked).float().mean().item(), "style_top1_chance": 1 / len(styles)}
+
+
 def variant_name(name: str, controls: dict) -> str:
     return name + "".join(f" {k}={v}" for k, v in controls.items())
 
 
-def eval_all(n: int = 990, seed: int = 0, root: Path | None = None) -> list[dict]:
-    """Every generator at its defaults, and at its paradigm's sweep (e.g. masked at 4, 8, 16 steps)."""
+def eval_all(n: int = 990, seed: int = 0, root: Path | None = None, styles: list[str] | None = None,
+             sweeps: bool = True) -> list[dict]:
+    """Every generator at its defaults, and (`sweeps`) at its paradigm's sweep (e.g. masked at 4, 8, 16 steps)."""
     rows = []
     for m in list_models(root):
-        for controls in paradigms.get(m.manifest["paradigm"]).sweep or ({},):
-            rows.append(eval_generator(m.name, n=n, seed=seed, root=root, controls=controls))
+        for controls in (paradigms.get(m.manifest["paradigm"]).sweep if sweeps else ()) or ({},):
+            rows.append(eval_generator(m.name, n=n, seed=seed, root=root, controls=controls, styles=styles))
     return rows
 
 
+def eval_styles(manifest: dict, styles: list[str] | None, name: str) -> list[str]:
+    """The styles an eval scores against: `styles` (a subset of the model's training styles), else all of them."""
+    own = model_styles(manifest)
+    if styles is None:
+        return own
+    unknown = [s for s in styles if s not in own]
+    if unknown or not styles:
+        raise ValueError(f"--styles must be a non-empty subset of the styles {name} was trained on ({', '.join(own)}); "
+                         f"got {', '.join(styles) or 'none'}")
+    return list(styles)
+
+
 def eval_generator(name: str, n: int = 990, seed: int = 0, root: Path | None = None, controls: dict | None = None,
-                   dtype: str | None = None) -> dict:
+                   dtype: str | None = None, styles: list[str] | None = None) -> dict:
     """Sample (n images over the classes, or one per held-out prompt for a text model) and score them; `dtype`:
-    the generator's (see `Pipeline.from_pretrained`), named in the row."""
+    the generator's (see `Pipeline.from_pretrained`), named in the row. `styles`: score against the held-out emoji
+    of these styles only (and a model with a style condition draws in them); default every style it learnt."""
     if not 10 <= n <= 20000:
         raise ValueError(f"--n must be an integer in [10, 20000], got {n}")
     controls = dict(controls or {})
     pipe = load_pipeline(name, root, dtype=dtype)
     resolved = pipe.controls(**controls)  # refuse a bad control before sampling anything
-    data = load_emoji(pipe.manifest["image_size"])
+    scored = eval_styles(pipe.manifest, styles, name)
+    data = load_emoji(pipe.manifest["image_size"], styles=scored)
     clf = load_classifier(root)
     text = pipe.conditioning == "text"
     items = heldout_prompts(data, n) if text else []
+    fake_styles = None
     if text:
         fake, fake_labels, sec_per_image, last = sample_prompts(pipe, items, seed, controls)
     else:
-        fake, fake_labels, sec_per_image, last = sample_classes(pipe, n, seed, controls)
+        fake, fake_labels, sec_per_image, last, fake_styles = sample_classes(pipe, n, seed, controls, scored)
     f_fake, logits = embed(clf, fake)
     held = data.tensor(data.indices("heldout"))
     f_held = embed(clf, held)[0]
     f_train = embed(clf, training_images(data, fake_labels, seed))[0]
     halves = torch.randperm(len(f_held), generator=torch.Generator().manual_seed(seed)).chunk(2)
     agree = topk_agreement(logits, fake_labels)
-    memo = nearest_distances(fake, data.tensor(data.indices("train"))) < style_threshold(data)
+    memo = nearest_distances(fake, data.tensor(data.indices("train"))) < style_threshold(pipe.manifest["image_size"])
     extra = pipe.paradigm.eval_extra(pipe, held, resolved) if pipe.paradigm.eval_extra else {}
     return {"model": variant_name(name, controls) + (f" ({dtype})" if dtype else ""), "paradigm": pipe.paradigm.name,
-            "controls": controls,
+            "controls": controls, "styles": scored,
             "conditioning": pipe.conditioning, "n": len(fake),
             "params": sum(p.numel() for role, part in pipe.parts.items() if role != "tokenizer" for p in part.parameters()),
             "tokens": pipe.paradigm.codes_per_image(last),
@@ -177,18 +217,22 @@ def eval_generator(name: str, n: int = 990, seed: int = 0, root: Path | None = N
             "class_top1": agree["top1"], "class_top5": agree["top5"],
             **precision_recall(f_held, f_fake), "memorized": memo.float().mean().item(),
             **(retrieval(f_fake, items, data, clf) if text else {}),
+            **style_agreement(clf, fake, fake_styles, pipe.styles),
             "seconds_per_image": sec_per_image, "network_calls": last.network_calls, **extra,
             "fid_inception": None, "fid_note": inception_fid_note()}
 
 
-def eval_tokenizer(name: str, root: Path | None = None) -> dict:
-    """Held-out PSNR, SSIM, rFD-emoji and codebook use; PSNR of every preview row (each depth, mask ratio...)."""
+def eval_tokenizer(name: str, root: Path | None = None, styles: list[str] | None = None) -> dict:
+    """Held-out PSNR, SSIM, rFD-emoji and codebook use; PSNR of every preview row (each depth, mask ratio...);
+    `styles`: on these styles' held-out emoji only (default every style it learnt)."""
     tok = load_tokenizer(name, root)
-    data = load_emoji(tok.image_size)
+    scored = eval_styles(read_manifest(Path(root or default_root()) / name), styles, name)
+    data = load_emoji(tok.image_size, styles=scored)
     held = data.tensor(data.indices("heldout"))
     recon = torch.cat([tok.previews(x)[-1][1] for x in held.split(256)])      # the last row: the finest level
     clf = load_classifier(root)
     return {"tokenizer": name, "kind": read_manifest(Path(root or default_root()) / name).get("tokenizer", "vq"),
+            "styles": scored,
             "tokens": getattr(tok, "tokens", None) if hasattr(tok, "scales") else tok.grid ** 2 * tok.config.get("depth", 1),
             **tokenizer_metrics(tok, held), "psnr_by_preview": preview_psnr(tok, held),
             "ssim": ssim(recon, held).mean().item(), "rfd_emoji": frechet_distance(embed(clf, recon)[0], embed(clf, held)[0])}

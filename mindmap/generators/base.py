@@ -4,7 +4,8 @@ Raster and masked generators differ only in the attention mask, the input alphab
 adds a [MASK] code) and which positions they read logits from; the layers are built here once.
 
 Conditioning is a prefix of P tokens before the image:
-- class: P = 1, the class embedding; one extra row is the learned null class (label dropout, CFG);
+- class: P = 1, the class embedding; one extra row is the learned null class (label dropout, CFG); a model
+  with a style condition adds its style's embedding (`LabelEmbedding`, labels packed by `pack_labels`);
 - text: P = `text_tokens`, the prompt's MiniLM token states projected to the model width, padding
   masked out of attention; a learned empty prompt (one token) stands in for dropped captions and for
   the unconditional half of CFG.
@@ -18,11 +19,12 @@ import torch.nn as nn
 from diffusers.configuration_utils import ConfigMixin
 from diffusers.models.modeling_utils import ModelMixin
 
-from ..nn import Arch, Transformer, init_weights, rope_2d
+from ..nn import Arch, LabelEmbedding, Transformer, init_weights, rope_2d
 
 PRESETS = {
     "tiny": dict(dim=64, n_layers=2, n_heads=4),      # tests
-    "small": dict(dim=256, n_layers=6, n_heads=8),    # the embedded CPU models
+    "small": dict(dim=256, n_layers=6, n_heads=8),    # the embedded CPU models before the arena
+    "arena": dict(dim=256, n_layers=7, n_heads=8),    # the arena: every paradigm within 5% of 6.0M parameters
     "base": dict(dim=512, n_layers=12, n_heads=8),    # for a GPU
 }
 
@@ -82,11 +84,11 @@ class GridLM(ModelMixin, ConfigMixin):
 
     def _build(self, in_vocab: int, vocab_size: int, num_classes: int, grid: int, dim: int, n_layers: int,
                n_heads: int, dropout: float, conditioning: str = "class", text_dim: int = 384, text_tokens: int = 16,
-               norm_eps: float = 1e-6, ffn_multiple_of: int = 64, prefix_rope: str = "identity"):
+               norm_eps: float = 1e-6, ffn_multiple_of: int = 64, prefix_rope: str = "identity", num_styles: int = 0):
         """The architecture switches after `text_tokens` exist for published models (LlamaGen: RMSNorm eps 1e-5,
         SwiGLU width a multiple of 256, zero rotary rows for the class token); the defaults are MINDmap's own."""
         if conditioning == "class":
-            self.cls_emb = nn.Embedding(num_classes + 1, dim)   # last row: the null class
+            self.cls_emb = LabelEmbedding(num_classes, num_styles, dim)   # last class row: the null class
             self.prefix_len = 1
         elif conditioning == "text":
             self.text_proj = nn.Linear(text_dim, dim)

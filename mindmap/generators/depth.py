@@ -17,12 +17,13 @@ import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 
-from ..nn import Block, KVCache, RMSNorm, init_weights, rope_2d
+from ..nn import Block, KVCache, LabelEmbedding, RMSNorm, init_weights, rope_2d
 from ..tokenizers.rq import random_depths
 
 PRESETS = {
     "tiny": dict(dim=64, n_layers=4, n_heads=4, head_layers=(1, 2, 3, 4)),
     "small": dict(dim=256, n_layers=8, n_heads=8, head_layers=(5, 6, 7, 8)),
+    "arena": dict(dim=256, n_layers=6, n_heads=8, head_layers=(3, 4, 5, 6)),
 }
 
 
@@ -31,7 +32,7 @@ class DepthGPT(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, vocab_size: int = 512, num_classes: int = 99, grid: int = 8, depth: int = 4, dim: int = 256,
                  n_layers: int = 8, n_heads: int = 8, head_layers: tuple = (5, 6, 7, 8), class_dropout: float = 0.1,
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, num_styles: int = 0):
         super().__init__()
         head_layers = tuple(head_layers)
         if len(head_layers) != depth or list(head_layers) != sorted(set(head_layers)) or not (
@@ -39,7 +40,7 @@ class DepthGPT(ModelMixin, ConfigMixin):
             raise ValueError(f"head_layers must be {depth} increasing layer numbers in [1, {n_layers}], "
                              f"got {head_layers}")
         self.code_emb = nn.ModuleList(nn.Embedding(vocab_size, dim) for _ in range(depth))
-        self.cls_emb = nn.Embedding(num_classes + 1, dim)            # last row: the null class
+        self.cls_emb = LabelEmbedding(num_classes, num_styles, dim)   # last class row: the null class
         self.blocks = nn.ModuleList(Block(dim, n_heads, dropout) for _ in range(n_layers))
         self.head_norms = nn.ModuleList(RMSNorm(dim) for _ in range(depth))
         self.heads = nn.ModuleList(nn.Linear(dim, vocab_size, bias=False) for _ in range(depth))

@@ -15,12 +15,13 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from diffusers.models.modeling_utils import ModelMixin
 
-from ..nn import VIT, Transformer, init_weights, rope_2d
+from ..nn import VIT, LabelEmbedding, Transformer, init_weights, rope_2d
 from .masked import random_mask
 
 PRESETS = {
     "tiny": dict(dim=64, n_layers=2, n_heads=4, head_width=64, head_blocks=2),
     "small": dict(dim=256, n_layers=6, n_heads=8, head_width=256, head_blocks=3),
+    "arena": dict(dim=256, n_layers=6, n_heads=8, head_width=256, head_blocks=3),
 }
 
 
@@ -104,7 +105,7 @@ class MARGPT(ModelMixin, ConfigMixin):
                  n_heads: int = 8, head_width: int = 256, head_blocks: int = 3, class_dropout: float = 0.1,
                  dropout: float = 0.0, num_train_timesteps: int = 1000, diffusion_batch_mul: int = 4,
                  layout: str = "rope", buffer_size: int = 64, decoder_layers: int = 0, head_time_dim: int | None = None,
-                 head_norm_affine: bool = False, learn_sigma: bool = False):
+                 head_norm_affine: bool = False, learn_sigma: bool = False, num_styles: int = 0):
         """`layout` "rope": one bidirectional LLaMA trunk over [class, tokens or the mask vector] with 2D RoPE
         (MINDmap's own). "mae": the published MAR, an MAE encoder over [a buffer of `buffer_size` class slots,
         the revealed tokens] and a decoder of `decoder_layers` over every cell (mask tokens where unrevealed),
@@ -113,7 +114,7 @@ class MARGPT(ModelMixin, ConfigMixin):
         if layout not in ("rope", "mae"):
             raise ValueError(f"layout must be 'rope' or 'mae', got {layout!r}")
         n = grid * grid
-        self.cls_emb = nn.Embedding(num_classes + 1, dim)            # last row: the null class (MAR: fake_latent)
+        self.cls_emb = LabelEmbedding(num_classes, num_styles, dim)   # last class row: the null class (MAR: fake_latent)
         if layout == "rope":
             self.in_proj = nn.Linear(token_dim, dim)
             self.mask_vector = nn.Parameter(torch.zeros(dim))

@@ -23,10 +23,10 @@ class MaskedGPT(GridLM):
     @register_to_config
     def __init__(self, vocab_size: int = 512, num_classes: int = 99, grid: int = 8, dim: int = 256,
                  n_layers: int = 6, n_heads: int = 8, class_dropout: float = 0.1, dropout: float = 0.0,
-                 conditioning: str = "class", text_dim: int = 384, text_tokens: int = 16):
+                 conditioning: str = "class", text_dim: int = 384, text_tokens: int = 16, num_styles: int = 0):
         super().__init__()
         self._build(vocab_size + 1, vocab_size, num_classes, grid, dim, n_layers, n_heads, dropout, conditioning,
-                    text_dim, text_tokens)
+                    text_dim, text_tokens, num_styles=num_styles)
 
     @property
     def mask_id(self) -> int:

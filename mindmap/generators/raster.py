@@ -21,10 +21,10 @@ class RasterGPT(GridLM):
     def __init__(self, vocab_size: int = 512, num_classes: int = 99, grid: int = 8, dim: int = 256,
                  n_layers: int = 6, n_heads: int = 8, class_dropout: float = 0.1, dropout: float = 0.0,
                  conditioning: str = "class", text_dim: int = 384, text_tokens: int = 16, norm_eps: float = 1e-6,
-                 ffn_multiple_of: int = 64, prefix_rope: str = "identity"):
+                 ffn_multiple_of: int = 64, prefix_rope: str = "identity", num_styles: int = 0):
         super().__init__()
         self._build(vocab_size, vocab_size, num_classes, grid, dim, n_layers, n_heads, dropout, conditioning,
-                    text_dim, text_tokens, norm_eps, ffn_multiple_of, prefix_rope)
+                    text_dim, text_tokens, norm_eps, ffn_multiple_of, prefix_rope, num_styles)
         self.seq_len = self.prefix_len + grid * grid - 1      # P prefix + N-1 codes in, N codes out
         self.register_buffer("causal", torch.ones(self.seq_len, self.seq_len, dtype=torch.bool).tril(),
                              persistent=False)

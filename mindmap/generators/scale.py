@@ -14,11 +14,12 @@ import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 
-from ..nn import Arch, Transformer, init_weights
+from ..nn import Arch, LabelEmbedding, Transformer, init_weights
 
 PRESETS = {
     "tiny": dict(dim=64, n_layers=2, n_heads=4),
     "small": dict(dim=256, n_layers=6, n_heads=8),
+    "arena": dict(dim=256, n_layers=5, n_heads=8),
 }
 
 
@@ -41,13 +42,13 @@ class ScaleGPT(ModelMixin, ConfigMixin):
                  code_dim: int = 16, dim: int = 256, n_layers: int = 6, n_heads: int = 8, class_dropout: float = 0.1,
                  dropout: float = 0.0, grid: int | None = None, norm: str = "rms", norm_eps: float = 1e-6,
                  mlp: str = "swiglu", attn_bias: bool = False, qk_norm: bool = False, head_adaln: bool = False,
-                 head_bias: bool = False):
+                 head_bias: bool = False, num_styles: int = 0):
         """After `grid`, the switches of the published VAR: LayerNorm without affine, a GELU MLP, q/v biases,
         normalised attention with a learned per-head scale, AdaLN before the head, a head with a bias."""
         super().__init__()
         scales = tuple(scales)
         self.length = sum(s * s for s in scales)
-        self.cls_emb = nn.Embedding(num_classes + 1, dim)            # last row: the null class
+        self.cls_emb = LabelEmbedding(num_classes, num_styles, dim)   # last class row: the null class
         self.word_embed = nn.Linear(code_dim, dim)                   # next-scale inputs -> width
         self.pos_emb = nn.Parameter(torch.zeros(self.length, dim))
         self.level_emb = nn.Embedding(len(scales), dim)

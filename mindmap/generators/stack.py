@@ -15,11 +15,12 @@ import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 
-from ..nn import Transformer, init_weights
+from ..nn import LabelEmbedding, Transformer, init_weights
 
 PRESETS = {
     "tiny": dict(dim=64, n_layers=2, position_layers=1, n_heads=4),
     "small": dict(dim=256, n_layers=5, position_layers=2, n_heads=8),
+    "arena": dict(dim=256, n_layers=5, position_layers=2, n_heads=8),
 }
 
 
@@ -34,10 +35,10 @@ class StackGPT(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, vocab_size: int = 512, num_classes: int = 99, grid: int = 8, dim: int = 256, n_layers: int = 5,
                  position_layers: int = 2, n_heads: int = 8, class_dropout: float = 0.1, dropout: float = 0.0,
-                 min_count: int = 1):
+                 min_count: int = 1, num_styles: int = 0):
         super().__init__()
         n = grid * grid
-        self.cls_emb = nn.Embedding(num_classes + 1, dim)            # last row: the null class
+        self.cls_emb = LabelEmbedding(num_classes, num_styles, dim)   # last class row: the null class
         self.count_emb = nn.Embedding(n + 1, dim)                     # K, the pairs this sequence will have
         self.step_emb = nn.Embedding(n, dim)                          # i: how far along the sequence we are
         self.code_emb = nn.Embedding(vocab_size, dim)                 # inputs: the previous pair's code ...

@@ -12,7 +12,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..controls import BATCH, CLASS, DISPLAY_ORDER, PROMPT, ROLES, SAMPLER_ROLES, SEED, Control, ModelFacts
+from ..controls import BATCH, CLASS, DISPLAY_ORDER, PROMPT, ROLES, SAMPLER_ROLES, SEED, STYLE, Control, ModelFacts
 from ..frames import Frame, decided_cells
 
 
@@ -74,8 +74,8 @@ class Paradigm:
 
     def specs(self, facts: ModelFacts, conditioning: str = "class") -> list[Control]:
         """A model's controls: its condition (class or prompt), seed, batch, then the sampler's, fitted to it."""
-        condition = PROMPT if conditioning == "text" else CLASS
-        return [c.bind(facts) for c in (condition, SEED, BATCH, *self.controls)]
+        condition = (PROMPT,) if conditioning == "text" else (CLASS, STYLE) if facts.styles else (CLASS,)
+        return [c.bind(facts) for c in (*condition, SEED, BATCH, *self.controls)]
 
     def baseline(self, pipe) -> dict:
         """stream() arguments of the naive baseline `bench` measures beside the real sampler."""
@@ -125,4 +125,4 @@ def catalog() -> list[Control]:
     for c in (c for p in PARADIGMS.values() for c in p.controls):
         first.setdefault(c.name, c)
     shared = [first.pop(c.name) for c in DISPLAY_ORDER if c.name in first]
-    return [CLASS, PROMPT, SEED, BATCH, *shared, *sorted(first.values(), key=lambda c: ROLES.index(c.role))]
+    return [CLASS, PROMPT, STYLE, SEED, BATCH, *shared, *sorted(first.values(), key=lambda c: ROLES.index(c.role))]

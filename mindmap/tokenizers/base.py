@@ -58,7 +58,7 @@ class CodebookQuantizer(nn.Module):
             return 0
         pool = self.restart_pool(z)
         pick = torch.randint(0, pool.shape[0], (dead.numel(),), generator=generator, device=generator.device)
-        self.codebook.weight[dead] = pool[pick.to(pool.device)]
+        self.codebook.weight[dead] = pool[pick.to(pool.device)].to(self.codebook.weight)   # latents may be gathered on the CPU
         self.usage[dead] = 1.0
         return dead.numel()
 

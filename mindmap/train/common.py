@@ -7,6 +7,7 @@ a run on one, and a resumed run the same as an uninterrupted one.
 """
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import logging
@@ -19,6 +20,7 @@ from typing import Callable
 
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate.state import AcceleratorState
 from diffusers.optimization import get_cosine_schedule_with_warmup
 from tqdm import tqdm
 
@@ -49,13 +51,23 @@ class Trainer:
     """
 
     def __init__(self, model: torch.nn.Module, steps: int, lr: float, run_dir: Path, warmup: int = 100,
-                 weight_decay: float = 0.0, save_every: int = 250, cpu: bool = False, mixed_precision: str = "no"):
+                 weight_decay: float = 0.0, save_every: int = 250, cpu: bool = False, mixed_precision: str = "no",
+                 companion: torch.nn.Module | None = None, companion_lr: float | None = None, defer: bool = False):
+        """`defer`: the step count is fixed later by `plan`. `companion`: a second network trained beside the model
+        by the loss itself (a tokenizer's discriminator), with its own AdamW (`companion_lr`, default `lr`); saved
+        and resumed with the rest."""
         if mixed_precision not in MIXED_PRECISION:
             raise ValueError(f"--mixed-precision must be one of {', '.join(MIXED_PRECISION)}, got {mixed_precision!r}")
+        if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+            # accelerate keeps one state per process: a second trainer in this process (another precision) starts
+            # afresh instead of being refused.
+            AcceleratorState._reset_state(reset_partial_state=True)
         # Without a GPU the processes of `torchrun` / `accelerate launch` can only meet over gloo on the CPU.
         # split_batches: each step's global batch is split over the processes, so the schedule steps once a step.
         self.accelerator = Accelerator(cpu=cpu or not torch.cuda.is_available(), mixed_precision=mixed_precision,
                                        dataloader_config=DataLoaderConfiguration(split_batches=True))
+        if self.accelerator.device.type == "cuda":      # TF32 matmuls and convolutions: a float32 run's speed on a GPU
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         launched = int(os.environ.get("WORLD_SIZE", "1"))
         if launched != self.accelerator.num_processes:
             raise RuntimeError(f"launched as {launched} processes but accelerate runs {self.accelerator.num_processes}"
@@ -63,11 +75,25 @@ class Trainer:
         # Not wrapped in DistributedDataParallel: losses call parts of the model outside its forward (MAR's
         # diffusion head), which DDP would not synchronise; `_average_gradients` does it for every parameter.
         self.model = self.accelerator.prepare_model(model, evaluation_mode=True)
-        opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=weight_decay)
-        sched = get_cosine_schedule_with_warmup(opt, min(warmup, steps // 10), steps)
-        self.optimizer, self.scheduler = self.accelerator.prepare(opt, sched)
-        self.steps, self.save_every, self.run_dir = steps, save_every, Path(run_dir)
+        self.optimizer = self.accelerator.prepare(
+            torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=weight_decay))
+        self.companion = self.companion_optimizer = None
+        if companion is not None:
+            self.companion = self.accelerator.prepare_model(companion, evaluation_mode=True)
+            self.companion_optimizer = self.accelerator.prepare(torch.optim.AdamW(
+                companion.parameters(), lr=companion_lr or lr, betas=(0.5, 0.9), weight_decay=0.0))
+        self.warmup, self.save_every, self.run_dir = warmup, save_every, Path(run_dir)
         self.step, self.seconds = 0, 0.0
+        if not defer:
+            self.plan(steps)
+
+    def plan(self, steps: int):
+        """Fix the number of steps (the cosine schedule's length) and resume from `run_dir` if it holds a state.
+        Called by the constructor, or later with `defer` (steps measured first: `calibrated_steps`)."""
+        self.steps = steps
+        opt = self.optimizer.optimizer if hasattr(self.optimizer, "optimizer") else self.optimizer
+        self.scheduler = self.accelerator.prepare(
+            get_cosine_schedule_with_warmup(opt, min(self.warmup, steps // 10), steps))
         if (self.run_dir / "trainer.json").exists():
             self.accelerator.load_state(str(self.run_dir / "state"))
             info = json.loads((self.run_dir / "trainer.json").read_text())
@@ -102,11 +128,19 @@ class Trainer:
         """A generator for the loss's own draws (dropout of labels, noise...), distinct on every process."""
         return torch.Generator().manual_seed(seed + 1_000_003 * self.accelerator.process_index)
 
-    def _average_gradients(self):
+    def companion_step(self, loss: torch.Tensor):
+        """One step of the companion network on `loss` (its gradients averaged over processes like the model's)."""
+        self.companion_optimizer.zero_grad(set_to_none=True)
+        self.accelerator.backward(loss)
+        self._average_gradients(self.companion)
+        self.companion_optimizer.step()
+        self.companion_optimizer.zero_grad(set_to_none=True)
+
+    def _average_gradients(self, module: torch.nn.Module | None = None):
         """Every process ends the step with the mean of all processes' gradients (so with identical weights)."""
         if self.accelerator.num_processes == 1:
             return
-        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        grads = [p.grad for p in (module or self.model).parameters() if p.grad is not None]
         flat = self.accelerator.reduce(torch.cat([g.flatten() for g in grads]), reduction="mean")
         for g, mean in zip(grads, flat.split([g.numel() for g in grads])):
             g.copy_(mean.view_as(g))
@@ -183,24 +217,110 @@ class Trainer:
             (Path(out) / "losses.csv").write_bytes(self.losses_path.read_bytes())
 
 
+def time_steps(model: torch.nn.Module, loss: Callable, device: torch.device, mixed_precision: str = "no",
+               steps: int = 20, warmup: int = 5, companion: torch.nn.Module | None = None) -> float:
+    """Seconds per training step (forward, backward, AdamW) of throwaway copies of `model` (and `companion`) on
+    `device`: `loss(model, companion, companion_step, step) -> loss`, where `companion_step(loss)` trains the
+    companion (a tokenizer's discriminator) by one step."""
+    model = copy.deepcopy(model).to(device).train()
+    opt = torch.optim.AdamW(model.parameters())
+    companion_step = None
+    if companion is not None:
+        companion = copy.deepcopy(companion).to(device).train()
+        companion_opt = torch.optim.AdamW(companion.parameters())
+
+        def companion_step(value):
+            companion_opt.zero_grad(set_to_none=True)
+            value.backward()
+            companion_opt.step()
+            companion_opt.zero_grad(set_to_none=True)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mixed_precision)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for step in range(warmup + steps):
+        if step == warmup:
+            sync()
+            t0 = time.perf_counter()
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            value = loss(model, companion, companion_step, step)
+        value.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    sync()
+    return (time.perf_counter() - t0) / steps
+
+
+class Rendezvous:
+    """The processes of one suite phase meeting in a folder: each posts a value under a tag, then waits until all
+    `count` have posted theirs."""
+
+    def __init__(self, folder: Path, name: str, count: int, timeout: float = 1800.0):
+        self.folder, self.name, self.count, self.timeout = Path(folder), name, count, timeout
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def meet(self, tag: str, value=None) -> dict:
+        tmp = self.folder / f".{tag}-{self.name}.tmp"
+        tmp.write_text(json.dumps(value))
+        tmp.replace(self.folder / f"{tag}-{self.name}.json")
+        deadline = time.time() + self.timeout
+        while len(posted := sorted(self.folder.glob(f"{tag}-*.json"))) < self.count:
+            if time.time() > deadline:
+                raise RuntimeError(f"{self.folder}: {len(posted)} of {self.count} processes reached '{tag}' in "
+                                   f"{self.timeout:.0f} s")
+            time.sleep(0.2)
+        return {p.stem[len(tag) + 1:]: json.loads(p.read_text()) for p in posted}
+
+
+def calibrated_steps(sync: Path, name: str, count: int, seconds: float, probe: Callable[[], float],
+                     multiple: int = 50, margin: float = 0.8) -> int:
+    """One step count for `count` processes that train side by side on one device for `seconds`: once all are
+    ready, each times its own step (`probe`, seconds per step) with the others running too, and all take
+    margin x seconds / the slowest step, a multiple of `multiple`: the same training samples for every model. The
+    count is kept in `sync/steps.json`, so a resumed process trains to the same count."""
+    sync = Path(sync)
+    agreed = sync / "steps.json"
+    if agreed.exists():
+        return json.loads(agreed.read_text())["steps"]
+    meeting = Rendezvous(sync, name, count)
+    meeting.meet("ready")
+    rates = meeting.meet("rate", probe())
+    slowest = max(rates.values())
+    steps = max(multiple, int(margin * seconds / slowest) // multiple * multiple)
+    tmp = sync / f".steps-{name}.tmp"                   # every process computes the same; the first one stays
+    tmp.write_text(json.dumps({"steps": steps, "seconds": seconds, "seconds_per_step": rates}))
+    if not agreed.exists():
+        tmp.replace(agreed)
+    else:
+        tmp.unlink()
+    logger.info("%s: %d steps for %.0f s (slowest step %.4f s: %s)", name, steps, seconds, slowest,
+                max(rates, key=rates.get))
+    return steps
+
+
 def command_line() -> str:
     return "python -m mindmap " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("__main__.py") else " ".join(sys.argv)
 
 
+def data_line(styles) -> str:
+    """The model card's data line: each style's art, licence and npm package."""
+    from ..data.emoji import LICENSES, PACKAGES
+    arts = "; ".join(f"{s}: {LICENSES[s]}, npm `{PACKAGES[s][0]}@{PACKAGES[s][1]}`" for s in styles)
+    return f"emoji art in {len(styles)} styles ({arts})"
+
+
 def write_card(folder: Path, title: str, summary: str, command: str, steps: int, seconds: float,
-               metrics: dict, extra: str = ""):
-    """The model card: what it is, the data, the exact command, steps, time, hardware, metrics."""
+               metrics: dict, extra: str = "", styles=("twitter", "google"), samples: int | None = None):
+    """The model card: what it is, the data, the exact command, steps (and samples seen), time, hardware,
+    metrics."""
+    seen = f" ({samples:,} training samples seen)" if samples else ""
     rows = "\n".join(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in metrics.items())
     text = f"""# {title}
 
 {summary}
 
 ## Training
-- Data: emoji art (Twemoji, CC-BY 4.0; Noto Emoji, Apache 2.0) from the npm packages
-  `emoji-datasource-twitter@16.0.0` and `emoji-datasource-google@16.0.0`, composited on white,
-  train split only (`python -m mindmap data emoji`).
+- Data: {data_line(styles)}, composited on white, train split only (`python -m mindmap data emoji`).
 - Command: `{command}`
-- Steps: {steps}
+- Steps: {steps}{seen}
 - Wall time: {seconds / 60:.1f} min
 - Hardware: {hardware()}
 - torch {torch.__version__}

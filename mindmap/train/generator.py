@@ -13,17 +13,20 @@ import torch
 from .. import paradigms
 from ..checkpoint import copy_component, load_component, read_manifest, save_component, write_manifest
 from ..data import load_emoji
+from ..nn import pack_labels
 from ..paradigms.base import Recipe, token_codes
 from ..tokenizers import TOKENIZERS
 from .captions import CaptionTable
-from .common import Trainer, command_line, write_card
+from .common import Trainer, calibrated_steps, time_steps, command_line, write_card
 
 logger = logging.getLogger(__name__)
 
 
 @torch.no_grad()
 def encode_all(tokenizer, images: torch.Tensor, encode=token_codes, batch: int = 512) -> torch.Tensor:
-    return torch.cat([encode(tokenizer, images[i:i + batch]) for i in range(0, len(images), batch)])
+    """Every image's tokens, encoded on the tokenizer's device, returned on the CPU."""
+    device = next(tokenizer.parameters()).device
+    return torch.cat([encode(tokenizer, images[i:i + batch].to(device)).cpu() for i in range(0, len(images), batch)])
 
 
 def drop_labels(labels: torch.Tensor, p: float, null: int, g: torch.Generator) -> torch.Tensor:
@@ -33,16 +36,25 @@ def drop_labels(labels: torch.Tensor, p: float, null: int, g: torch.Generator) -
 
 
 class ClassConditions:
-    """Class labels; in training a share `p` become the null class (classifier-free guidance)."""
+    """Class labels; in training a share `p` become the null class (classifier-free guidance). With `styles` (each
+    record's style id) the labels carry the style too (`pack_labels`): a dropped class drops its style as well
+    (the unconditional half of CFG is 'any class, any style'), and a share `p` of the rest keep their class in
+    'any style', so the style can be left out at sampling time."""
 
-    def __init__(self, labels: torch.Tensor, model):
-        self.labels, self.model = labels, model
+    def __init__(self, labels: torch.Tensor, model, styles: torch.Tensor | None = None):
+        self.labels, self.model, self.styles = labels, model, styles
 
     def train(self, rows: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        return drop_labels(self.labels[rows], self.model.config.class_dropout, self.model.null_class, g)
+        p, null = self.model.config.class_dropout, self.model.null_class
+        if self.styles is None:
+            return drop_labels(self.labels[rows], p, null, g)
+        any_style = torch.rand(rows.shape, generator=g) < p
+        styles = self.styles[rows].masked_fill(any_style, -1)
+        return drop_labels(pack_labels(self.labels[rows], styles, null), p, null, g)
 
     def eval(self, rows: torch.Tensor) -> torch.Tensor:
-        return self.labels[rows]
+        return pack_labels(self.labels[rows], None if self.styles is None else self.styles[rows],
+                           self.model.null_class)
 
 
 class TextConditions:
@@ -61,31 +73,73 @@ class TextConditions:
 
 @torch.no_grad()
 def heldout_loss(model, loss, codes: torch.Tensor, rows: torch.Tensor, conds, seed: int = 0, batch: int = 256) -> float:
-    """Mean of `loss` over records `rows` (their codes, their plain condition), with fixed random draws."""
+    """Mean of `loss` over records `rows` (their codes, their plain condition), with fixed random draws, on the
+    model's device."""
     g, total = torch.Generator().manual_seed(seed), 0.0
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
     for part in rows.split(batch):
-        total += loss(model, codes[part], conds.eval(part), g).item() * len(part)
+        total += loss(model, codes[part].to(device), conds.eval(part).to(device), g).item() * len(part)
+    model.train(was_training)
     return total / len(rows)
 
 
-def load_codes(tok_dir: Path, flip: bool, encode=token_codes):
-    """The tokenizer, the emoji data and its codes: (tok, data, views (V, M, ...), labels (M,))."""
+class LearningCurve:
+    """Every `every` steps (and at the last), the loss on the held-out records and on as many training records,
+    appended to `run_dir/heldout.csv` with the training samples seen so far (steps x batch)."""
+
+    def __init__(self, trainer, loss, codes: torch.Tensor, held: torch.Tensor, train: torch.Tensor, conds,
+                 batch: int, every: int):
+        self.trainer, self.loss, self.codes, self.conds, self.batch, self.every = trainer, loss, codes, conds, batch, every
+        self.held, self.train = held, train[torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
+                                            [:len(held)]]
+        self.path = trainer.run_dir / "heldout.csv"
+
+    def __call__(self, step: int):
+        done = step + 1
+        if not self.every or not self.trainer.is_main or (done % self.every and done != self.trainer.steps):
+            return
+        model = self.trainer.unwrapped()
+        row = [done, done * self.batch, heldout_loss(model, self.loss, self.codes, self.held, self.conds),
+               heldout_loss(model, self.loss, self.codes, self.train, self.conds)]
+        if self.path.exists():               # a resumed run: drop what the saved state had not reached
+            lines = [ln for ln in self.path.read_text().splitlines()[1:] if int(ln.split(",")[0]) < done]
+        else:
+            lines = []
+        lines.append(",".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in row))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text("step,samples_seen,heldout,train\n" + "\n".join(lines) + "\n")
+
+    def export(self, out: Path):
+        if self.path.exists():
+            (Path(out) / "heldout.csv").write_bytes(self.path.read_bytes())
+
+
+def load_codes(tok_dir: Path, flip: bool, encode=token_codes, styles=None, device=None):
+    """The tokenizer (on the CPU), the emoji data (these styles; None: all) and its codes, encoded on `device`:
+    (tok, data, views (V, M, ...), labels (M,))."""
     tok_manifest = read_manifest(tok_dir)
-    tok = load_component(tok_dir, "tokenizer", TOKENIZERS[tok_manifest.get("tokenizer", "vq")])
-    data = load_emoji(tok.image_size)
+    tok = load_component(tok_dir, "tokenizer", TOKENIZERS[tok_manifest.get("tokenizer", "vq")]).to(device or "cpu")
+    data = load_emoji(tok.image_size, styles=styles)
     if data.classes != tok_manifest["classes"]:
         raise ValueError(f"{tok_dir}: its class list differs from the emoji data's; rebuild one of them")
     images = data.tensor()
     codes = encode_all(tok, images, encode)
     # Mirrored emoji are still emoji of their class: twice the code sequences, much less memorisation.
     views = torch.stack([codes, encode_all(tok, images.flip(-1), encode)]) if flip else codes[None]
-    return tok, data, views, torch.from_numpy(data.labels)
+    return tok.cpu(), data, views, torch.from_numpy(data.labels)
 
 
 def train_generator(out: Path, tokenizer: Path, paradigm: str = "raster", steps: int = 4000, batch: int = 64,
                     lr: float = 1e-3, preset: str = "small", dropout: float = 0.1, flip: bool = True, seed: int = 0,
                     conditioning: str = "class", run_dir: Path | None = None, cpu: bool = False,
-                    init: Path | None = None, mixed_precision: str = "no") -> dict:
+                    init: Path | None = None, mixed_precision: str = "no", styles=None,
+                    style_condition: bool = True, calibrate: tuple | None = None, curve_every: int = 0) -> dict:
+    """`styles`: the emoji styles to train on (None: every style built); `style_condition`: a class model takes
+    the style as a condition beside the class (needs two styles or more). `calibrate`: (sync folder, name,
+    processes, seconds): `steps` set by `calibrated_steps` for a suite phase sharing one device. `curve_every`:
+    the held-out loss every so many steps (the learning curve, `heldout.csv` beside the losses; 0: off)."""
     spec = paradigms.get(paradigm)
     recipe = spec.recipe
     if recipe is None:
@@ -104,7 +158,9 @@ def train_generator(out: Path, tokenizer: Path, paradigm: str = "raster", steps:
     kind = read_manifest(tok_dir).get("tokenizer", "vq")
     if kind != spec.tokenizer:
         raise ValueError(f"{tok_dir}: a {paradigm} generator models a {spec.tokenizer} tokenizer, this one is {kind}")
-    tok, data, views, labels = load_codes(tok_dir, flip, recipe.encode)
+    device = torch.device("cuda" if torch.cuda.is_available() and not cpu else "cpu")
+    tok, data, views, labels = load_codes(tok_dir, flip, recipe.encode, styles, device)
+    style_condition = style_condition and conditioning == "class" and len(data.styles) > 1
     train_idx = torch.from_numpy(data.indices("train"))
     held_idx = torch.from_numpy(data.indices("heldout"))
 
@@ -112,12 +168,20 @@ def train_generator(out: Path, tokenizer: Path, paradigm: str = "raster", steps:
     alphabet = {"vocab_size": tok.vocab_size} if hasattr(tok, "vocab_size") else {}
     text = {"conditioning": "text"} if conditioning == "text" else {}
     model_cls = spec.components["generator"]
-    model = model_cls(num_classes=len(data.classes), grid=tok.grid, dropout=dropout, **alphabet, **text,
-                         **recipe.extra(tok), **recipe.presets[preset])
+    styled = {"num_styles": len(data.styles)} if style_condition else {}
+    model = model_cls(num_classes=len(data.classes), grid=tok.grid, dropout=dropout, **alphabet, **text, **styled,
+                      **recipe.extra(tok), **recipe.presets[preset])
     warm = warm_start(model, Path(init), model_cls, paradigm) if init is not None else None
-    conds = TextConditions(data.records, model) if text else ClassConditions(labels, model)
+    conds = (TextConditions(data.records, model) if text else
+             ClassConditions(labels, model, torch.from_numpy(data.style_ids) if style_condition else None))
     trainer = Trainer(model, steps, lr, run_dir or Path("runs") / out.name, weight_decay=0.05, cpu=cpu,
-                      mixed_precision=mixed_precision)
+                      mixed_precision=mixed_precision, defer=calibrate is not None)
+    if calibrate is not None:                   # the suite's shared device: steps from the slowest model's step
+        probe_g, probe_rows = torch.Generator().manual_seed(seed), train_idx[:batch]
+        probe_codes, probe_cond = views[0, probe_rows].to(trainer.device), conds.eval(probe_rows).to(trainer.device)
+        steps = calibrated_steps(*calibrate, probe=lambda: time_steps(
+            model, lambda m, *_: recipe.loss(m, probe_codes, probe_cond, probe_g), trainer.device, mixed_precision))
+        trainer.plan(steps)
     g = trainer.seeded(seed + 1)
 
     def loss_fn(step):
@@ -127,26 +191,31 @@ def train_generator(out: Path, tokenizer: Path, paradigm: str = "raster", steps:
         value = recipe.loss(trainer.model, views[view, idx].to(trainer.device), cond, g)
         return value, {"loss": value.item()}
 
-    seconds = trainer.run(loss_fn, desc=f"{paradigm} generator")
+    curve = LearningCurve(trainer, recipe.loss, views[0], held_idx, train_idx, conds, batch, curve_every)
+    seconds = trainer.run(loss_fn, desc=f"{paradigm} generator", every=curve)
     if not trainer.is_main:
         return {}
-    gen = trainer.unwrapped().cpu().eval()
+    gen = trainer.unwrapped().eval()
     metrics = {"heldout_ce": heldout_loss(gen, recipe.loss, views[0], held_idx, conds),
                "train_ce": heldout_loss(gen, recipe.loss, views[0], train_idx[:len(held_idx)], conds),
-               "params": sum(p.numel() for p in gen.parameters())}
+               "params": sum(p.numel() for p in gen.parameters()), "samples_seen": steps * batch}
+    gen = gen.cpu()
     logger.info("metrics: %s", metrics)
     save_component(gen, out / "generator", half=True)
     trainer.export_losses(out)
+    curve.export(out)
     copy_component(tok_dir / "tokenizer", out / "tokenizer")
     write_manifest(out, {"kind": "generator", "paradigm": paradigm, "conditioning": conditioning,
                          "components": {"tokenizer": "tokenizer", "generator": "generator"},
                          "tokenizer_source": tok_dir.name, "image_size": tok.image_size, "grid": tok.grid,
-                         "classes": data.classes, "metrics": metrics, **example_prompts(data, conditioning)})
+                         "classes": data.classes, "styles": data.styles, "style_condition": style_condition,
+                         "metrics": metrics, **example_prompts(data, conditioning)})
     write_card(out, f"{out.name}: {recipe.title}" + (", text prompts" if text else ""),
                card_summary(recipe, preset, metrics, tok, tok_dir, model, dropout, flip)
                + (f" Weights {warm}." if warm else ""), command_line(), steps,
                seconds, {f"held-out {recipe.metric}": metrics["heldout_ce"], f"train {recipe.metric} (same count)":
-                         metrics["train_ce"], "parameters": metrics["params"]})
+                         metrics["train_ce"], "parameters": metrics["params"]}, styles=data.styles,
+               samples=steps * batch)
     return metrics
 
 
@@ -190,6 +259,11 @@ def card_summary(recipe: Recipe, preset: str, metrics: dict, tok, tok_dir: Path,
                 f"dropout {model.config.class_dropout} to a learned empty prompt for classifier-free guidance")
     else:
         cond = f"label dropout {model.config.class_dropout} for classifier-free guidance"
+    styles = model.config.get("num_styles", 0)
+    if styles:
+        cond += (f"; the art style ({styles} styles) as a condition beside the class, its embedding added to the "
+                 f"class's, dropped to 'any style' with the class and for a share {model.config.class_dropout} of "
+                 f"the rest")
     return (f"{recipe.summary}. {metrics['params'] / 1e6:.2f}M parameters, preset `{preset}` ({recipe.presets[preset]}), "
             f"over the {tok.grid}x{tok.grid} grid of the `{tok_dir.name}` tokenizer (copied into `tokenizer/`); {cond}; "
             f"residual dropout {dropout}" + (", horizontal-flip augmentation" if flip else "")

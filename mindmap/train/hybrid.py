@@ -32,6 +32,10 @@ def compose_hybrid(out: Path, raster: Path, masked: Path) -> dict:
     conditioning = r.get("conditioning", "class")
     if m.get("conditioning", "class") != conditioning:
         raise ValueError(f"{raster.name} and {masked.name} are conditioned differently (class vs text)")
+    style = {k: r[k] for k in ("styles", "style_condition") if k in r}
+    if style.get("style_condition") != m.get("style_condition") or (
+            style.get("style_condition") and style.get("styles") != m.get("styles")):
+        raise ValueError(f"{raster.name} and {masked.name} take different style conditions")
     tok_r = load_component(raster, r["components"]["tokenizer"], VQTokenizer)
     tok_m = load_component(masked, m["components"]["tokenizer"], VQTokenizer)
     if not _same_weights(tok_r, tok_m):
@@ -46,7 +50,7 @@ def compose_hybrid(out: Path, raster: Path, masked: Path) -> dict:
                 "components": {"tokenizer": rel(masked, "tokenizer", m), "generator": rel(masked, "generator", m),
                                "raster": rel(raster, "generator", r)},
                 "parts": {"raster": raster.name, "masked": masked.name}, "image_size": m["image_size"],
-                "grid": m["grid"], "classes": m["classes"], "defaults": dict(m.get("defaults", {})),
+                "grid": m["grid"], "classes": m["classes"], **style, "defaults": dict(m.get("defaults", {})),
                 **({"example_prompts": m["example_prompts"]} if "example_prompts" in m else {})}
     write_manifest(out, manifest)
     write_card(out, f"{out.name}: AR then masked (MaskGIL's unified inference)",
@@ -54,5 +58,6 @@ def compose_hybrid(out: Path, raster: Path, masked: Path) -> dict:
                f"{n} cells in raster order, then the masked model `{masked.name}` completes the rest in `steps` "
                "parallel steps. Both share the same tokenizer (checked weight by weight when this folder was "
                "written). prefix = 0 is pure masked decoding, prefix = all cells pure raster.",
-               command_line(), 0, 0.0, {"raster part": raster.name, "masked part": masked.name})
+               command_line(), 0, 0.0, {"raster part": raster.name, "masked part": masked.name},
+               styles=style.get("styles") or ("twitter", "google"))
     return manifest
