@@ -5,7 +5,7 @@
 - `importance.png`: an MQ tokenizer's importance maps and kept cells on held-out emoji;
 - `prompts.png`: a text model on held-out emoji names, beside the real emoji;
 - `emoji_styles.png`: the training art, a few emoji in every style;
-- `styles.png`: the style swap: each model with a style condition on one class and seed, in every style.
+- `styles.png`: the style swap: each model with a style condition on a few classes at one seed, in every style.
 """
 from __future__ import annotations
 
@@ -32,7 +32,10 @@ def labelled_rows(rows: list[tuple[str, list[Image.Image]]], header: list[str] |
     tile = rows[0][1][0]
     pad, top = 4, (18 if header else 0)
     cols = max(len(r[1]) for r in rows)
-    out = Image.new("RGB", (label_width + cols * (tile.width + pad), top + len(rows) * (tile.height + pad)), "white")
+    overhang = max([font(11).getlength(h[:28]) - (cols - c) * (tile.width + pad) for c, h in enumerate(header or [])]
+                   + [0])     # a header wider than the columns left of the edge widens the canvas
+    out = Image.new("RGB", (label_width + cols * (tile.width + pad) + int(overhang + 0.5),
+                            top + len(rows) * (tile.height + pad)), "white")
     draw = ImageDraw.Draw(out)
     for c, text in enumerate(header or []):
         draw.text((label_width + c * (tile.width + pad), 2), text[:28], fill=(30, 30, 30), font=font(11))
@@ -132,35 +135,40 @@ def style_samples(out: Path, names=("grinning face", "cat face", "red apple", "r
     return out
 
 
-def style_swap(root, out: Path, class_name: str = "face-smiling", seed: int = 0, scale: int = 3) -> Path | None:
-    """Every class model with a style condition (rows) drawing one class at one seed in each style (columns:
-    'any', then its styles), under a row of real held-out emoji of that class in each style."""
+def style_swap(root, out: Path, classes=("face-smiling", "cat-face", "food-fruit", "transport-ground"), seed: int = 0,
+               scale: int = 3) -> Path | None:
+    """For each class: a row of real held-out emoji in every style, then every class model with a style condition
+    drawing that class at one seed in each style (columns: 'any', then its styles)."""
     from .controls import ANY_STYLE
     pipes = {e.name: load_pipeline(e.name, root) for e in list_models(root)
-             if e.manifest.get("style_condition") and class_name in e.manifest.get("classes", [])}
+             if e.manifest.get("style_condition") and all(c in e.manifest.get("classes", []) for c in classes)}
     if not pipes:
         return None
     styles = next(iter(pipes.values())).styles
     data = load_emoji(32, styles=styles)
-    label = data.classes.index(class_name)
-    real = []
-    for style in styles:          # the first held-out emoji of the class drawn in every style, else any of the style
-        rows = [i for i, r in enumerate(data.records) if r["label"] == label and r["split"] == "heldout"
-                and r["skin"] is None]
-        emoji = next((data.records[i]["emoji"] for i in rows
-                      if all(any(data.records[j]["emoji"] == data.records[i]["emoji"] and data.records[j]["style"] == s
-                                 for j in rows) for s in styles)), None)
-        pick = next((i for i in rows if data.records[i]["style"] == style and data.records[i]["emoji"] == emoji),
-                    next(i for i in rows if data.records[i]["style"] == style))
-        real.append(to_pil(data.tensor([pick])[0], scale))
-    blank = Image.new("RGB", real[0].size, "white")
-    grid = [("real (held out)", [blank, *real])]
-    for name, pipe in pipes.items():
-        grid.append((f"{name}\n({pipe.paradigm.name})",
-                     [to_pil(pipe(**{"class": class_name}, style=s, seed=seed).image[0], scale)
-                      for s in (ANY_STYLE, *pipe.styles)]))
+    grid = []
+    for class_name in classes:
+        grid.append((f"{class_name}\nreal (held out)", [Image.new("RGB", (32 * scale,) * 2, "white"),
+                                                        *(to_pil(x, scale) for x in real_in_styles(data, class_name))]))
+        for name, pipe in pipes.items():
+            grid.append((f"{name}\n({pipe.paradigm.name})",
+                         [to_pil(pipe(**{"class": class_name}, style=s, seed=seed).image[0], scale)
+                          for s in (ANY_STYLE, *pipe.styles)]))
     labelled_rows(grid, [ANY_STYLE, *styles]).save(out)
     return out
+
+
+def real_in_styles(data, class_name: str) -> list[torch.Tensor]:
+    """One held-out emoji of the class in each of `data`'s styles: the first one drawn in every style, else for a
+    style without it the first of that style (no skin-tone variants)."""
+    label = data.classes.index(class_name)
+    rows = [i for i, r in enumerate(data.records) if r["label"] == label and r["split"] == "heldout" and r["skin"] is None]
+    drawn = {}
+    for i in rows:
+        drawn.setdefault(data.records[i]["emoji"], {}).setdefault(data.records[i]["style"], i)
+    common = next((by for by in drawn.values() if len(by) == len(data.styles)), {})
+    return [data.tensor([common.get(s, next(i for i in rows if data.records[i]["style"] == s))])[0]
+            for s in data.styles]
 
 
 @torch.inference_mode()

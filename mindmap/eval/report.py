@@ -69,7 +69,8 @@ GENERATOR_COLUMNS = [
     ("KID x 10^3 (± std)", lambda r: _kid(r, "")),
     ("training images: FD-emoji / KID x 10^3", lambda r: f"{train_fd(r):.2f} / {_kid(r, '_train')}"),
     ("class top-1 / top-5", lambda r: _pair(r["class_top1"], r["class_top5"])),
-    ("style agreement", lambda r: f"{r['style_top1']:.2f}" if "style_top1" in r else "—"),
+    ("style agreement (tokenizer's ceiling)", lambda r: f"{r['style_top1']:.2f}" + (
+        f" ({r['style_top1_ceiling']:.2f})" if "style_top1_ceiling" in r else "") if "style_top1" in r else "—"),
     ("precision", lambda r: f"{r['precision']:.2f}"), ("recall", lambda r: f"{r['recall']:.2f}"),
     ("memorized", lambda r: f"{r['memorized']:.3f}"),
 ]
@@ -88,6 +89,7 @@ TOKENIZER_COLUMNS = [
     ("SSIM", lambda r: f"{r['ssim']:.3f}"), ("rFD-emoji", lambda r: f"{r['rfd_emoji']:.2f}"),
     ("codebook usage", lambda r: f"{r['codebook_usage']:.1%}" if "codebook_usage" in r else "— (continuous)"),
     ("perplexity", lambda r: f"{r['perplexity']:.0f}" if "perplexity" in r else "—"),
+    ("style agreement", lambda r: f"{r['style_top1_ceiling']:.2f}" if "style_top1_ceiling" in r else "—"),
 ]
 
 # Masked quantization's trade-off in one table: per mask ratio, the tokenizer's ceiling and the generator's cost.

@@ -153,6 +153,39 @@ def style_agreement(clf, fake: torch.Tensor, style_ids: torch.Tensor | None, sty
     return {"style_top1": (said == asked).float().mean().item(), "style_top1_chance": 1 / len(styles)}
 
 
+@torch.no_grad()
+def reconstruct(tok, images: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    """The tokenizer's finest reconstruction (its last preview row) of `images`, on the CPU."""
+    device = next(tok.parameters()).device
+    return torch.cat([tok.previews(x.to(device))[-1][1].float().cpu() for x in images.split(batch)])
+
+
+def style_ceiling(clf, tok, data, held: torch.Tensor) -> dict:
+    """What a style-conditioned generator can reach at best: the style agreement of its tokenizer's reconstructions
+    of the held-out emoji (each asked for its own style). A tokenizer that never saw a style blurs it away."""
+    if clf.style_head is None:
+        return {}
+    ids = torch.from_numpy(data.style_ids[data.indices("heldout")])
+    return {"style_top1_ceiling": style_agreement(clf, reconstruct(tok, held), ids, data.styles)["style_top1"]}
+
+
+def heldout_loss_row(pipe, data, held: torch.Tensor) -> dict:
+    """A trained class generator's training loss (`heldout_loss`, its card's `metric`) on the held-out emoji of the
+    scored styles: their codes, their class and, for a model with the style condition, their style. It compares
+    models of one paradigm on one tokenizer on the same styles, not paradigms with each other."""
+    recipe = pipe.paradigm.recipe
+    if recipe is None or pipe.conditioning != "class":
+        return {}
+    from ..train.generator import ClassConditions, encode_all, heldout_loss
+    gen, idx = pipe.parts["generator"], data.indices("heldout")
+    styles = (torch.tensor([pipe.styles.index(data.styles[k]) for k in data.style_ids[idx]])
+              if pipe.manifest.get("style_condition") else None)
+    conds = ClassConditions(torch.from_numpy(data.labels[idx]), gen, styles)
+    codes = encode_all(pipe.parts["tokenizer"], held, recipe.encode)
+    return {"heldout_loss": heldout_loss(gen, recipe.loss, codes, torch.arange(len(idx)), conds),
+            "heldout_loss_metric": recipe.metric}
+
+
 def variant_name(name: str, controls: dict) -> str:
     return name + "".join(f" {k}={v}" for k, v in controls.items())
 
@@ -218,6 +251,8 @@ def eval_generator(name: str, n: int = 990, seed: int = 0, root: Path | None = N
             **precision_recall(f_held, f_fake), "memorized": memo.float().mean().item(),
             **(retrieval(f_fake, items, data, clf) if text else {}),
             **style_agreement(clf, fake, fake_styles, pipe.styles),
+            **(style_ceiling(clf, pipe.parts["tokenizer"], data, held) if fake_styles is not None else {}),
+            **heldout_loss_row(pipe, data, held),
             "seconds_per_image": sec_per_image, "network_calls": last.network_calls, **extra,
             "fid_inception": None, "fid_note": inception_fid_note()}
 
@@ -229,10 +264,11 @@ def eval_tokenizer(name: str, root: Path | None = None, styles: list[str] | None
     scored = eval_styles(read_manifest(Path(root or default_root()) / name), styles, name)
     data = load_emoji(tok.image_size, styles=scored)
     held = data.tensor(data.indices("heldout"))
-    recon = torch.cat([tok.previews(x)[-1][1] for x in held.split(256)])      # the last row: the finest level
+    recon = reconstruct(tok, held)
     clf = load_classifier(root)
     return {"tokenizer": name, "kind": read_manifest(Path(root or default_root()) / name).get("tokenizer", "vq"),
             "styles": scored,
             "tokens": getattr(tok, "tokens", None) if hasattr(tok, "scales") else tok.grid ** 2 * tok.config.get("depth", 1),
             **tokenizer_metrics(tok, held), "psnr_by_preview": preview_psnr(tok, held),
-            "ssim": ssim(recon, held).mean().item(), "rfd_emoji": frechet_distance(embed(clf, recon)[0], embed(clf, held)[0])}
+            "ssim": ssim(recon, held).mean().item(), "rfd_emoji": frechet_distance(embed(clf, recon)[0], embed(clf, held)[0]),
+            **style_ceiling(clf, tok, data, held)}
