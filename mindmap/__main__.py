@@ -355,7 +355,8 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     e.add_argument("--all", action="store_true", help="every generator")
     e.add_argument("--defaults-only", action="store_true", help="with --all: each model at its defaults, no sweeps")
     e.add_argument("--styles", default="all", help="score against these styles' held-out emoji only (comma-"
-                   "separated; a model with a style condition draws in them); default all the model learnt")
+                   "separated; a model with a style condition draws in them; a tokenizer may be scored on styles it never "
+                   "learnt); default all the model learnt")
     e.add_argument("--n", type=int, default=990, help="samples, spread evenly over the classes")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--json", action="store_true", help="JSON output (the default unless --markdown)")

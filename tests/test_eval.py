@@ -143,3 +143,16 @@ def test_generator_table_shows_intervals_kid_and_the_real_reference():
     assert "| 28.49 | — | 30.00 / — |" in lines[3]                   # a row measured before KID and intervals
     assert "FD-emoji 12.50 and KID x 10^3 -0.10 ± 0.40" in reference_note([old, row])
     assert reference_note([old]) == ""
+
+
+def test_a_tokenizer_may_be_scored_on_styles_it_never_learnt_a_generator_may_not():
+    from mindmap.eval.run import eval_styles
+    legacy = {"styles": ["twitter", "google"]}
+    assert eval_styles(legacy, None, "m") == ["twitter", "google"]
+    assert eval_styles(legacy, ["openmoji"], "tok", unseen=True) == ["openmoji"]
+    with pytest.raises(ValueError, match="styles m was trained on .*got openmoji"):
+        eval_styles(legacy, ["openmoji"], "m")
+    with pytest.raises(ValueError, match="subset of the emoji styles .*got blobmoji"):
+        eval_styles(legacy, ["blobmoji"], "tok", unseen=True)
+    with pytest.raises(ValueError, match="got none"):
+        eval_styles(legacy, [], "tok", unseen=True)

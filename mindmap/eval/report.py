@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..checkpoint import MANIFEST, default_root
+from ..data import STYLES
 
 CARD_HEADING = "## Evaluation"
 
@@ -83,6 +84,7 @@ TEXT_COLUMNS = [
 ]
 TOKENIZER_COLUMNS = [
     ("tokenizer", lambda r: r["tokenizer"]), ("kind", lambda r: r["kind"]), ("tokens", lambda r: str(r["tokens"])),
+    ("held-out styles", lambda r: f"all {len(STYLES)}" if set(r["styles"]) == set(STYLES) else ", ".join(r["styles"])),
     ("held-out PSNR (dB)", lambda r: f"{r['psnr']:.2f}"),
     ("PSNR by level (dB)", lambda r: " · ".join(f"{k} {v:.1f}" for k, v in r["psnr_by_preview"].items())
      if len(r["psnr_by_preview"]) > 1 else "—"),

@@ -10,7 +10,7 @@ import torch
 
 from ..checkpoint import default_root, load_component, read_manifest
 from ..controls import MAX_BATCH
-from ..data import load_emoji, model_styles
+from ..data import STYLES, load_emoji, model_styles
 from ..data.emoji import LEGACY_STYLES
 from .. import paradigms
 from ..registry import list_models, load_pipeline, load_tokenizer
@@ -200,14 +200,17 @@ def eval_all(n: int = 990, seed: int = 0, root: Path | None = None, styles: list
     return rows
 
 
-def eval_styles(manifest: dict, styles: list[str] | None, name: str) -> list[str]:
-    """The styles an eval scores against: `styles` (a subset of the model's training styles), else all of them."""
+def eval_styles(manifest: dict, styles: list[str] | None, name: str, unseen: bool = False) -> list[str]:
+    """The styles an eval scores against: `styles` (a subset of the model's training styles, or with `unseen` of
+    every style: a tokenizer can be asked how it reconstructs art it never learnt), else all of its own."""
     own = model_styles(manifest)
     if styles is None:
         return own
-    unknown = [s for s in styles if s not in own]
+    allowed = list(STYLES) if unseen else own
+    unknown = [s for s in styles if s not in allowed]
     if unknown or not styles:
-        raise ValueError(f"--styles must be a non-empty subset of the styles {name} was trained on ({', '.join(own)}); "
+        whose = "of the emoji styles" if unseen else f"of the styles {name} was trained on"
+        raise ValueError(f"--styles must be a non-empty subset {whose} ({', '.join(allowed)}); "
                          f"got {', '.join(styles) or 'none'}")
     return list(styles)
 
@@ -261,7 +264,7 @@ def eval_tokenizer(name: str, root: Path | None = None, styles: list[str] | None
     """Held-out PSNR, SSIM, rFD-emoji and codebook use; PSNR of every preview row (each depth, mask ratio...);
     `styles`: on these styles' held-out emoji only (default every style it learnt)."""
     tok = load_tokenizer(name, root)
-    scored = eval_styles(read_manifest(Path(root or default_root()) / name), styles, name)
+    scored = eval_styles(read_manifest(Path(root or default_root()) / name), styles, name, unseen=True)
     data = load_emoji(tok.image_size, styles=scored)
     held = data.tensor(data.indices("heldout"))
     recon = reconstruct(tok, held)
