@@ -94,3 +94,22 @@ def test_bf16_autocast_and_a_loss_log_that_survives_an_interrupted_run(tmp_path)
     assert all(math.isfinite(float(r["loss"])) and float(r["lr"]) > 0 for r in rows)
     with pytest.raises(ValueError, match="mixed-precision must be one of"):
         Trainer(tiny_raster(), steps=1, lr=1e-3, run_dir=tmp_path / "x", mixed_precision="fp8")
+
+
+def test_the_learning_curve_logs_every_n_steps_and_its_last_row_is_the_cards_pair(tmp_path):
+    """`--curve-every N`: held-out and training loss every N steps and at the last, into `heldout.csv` beside the
+    model; the manifest's held-out and training figures are that last row (the same training records, a draw
+    across every style), not a second measurement on other records."""
+    from mindmap.checkpoint import read_manifest
+    from mindmap.train.generator import train_generator
+    tok = tiny_kl_folder(tmp_path / "kl")
+    metrics = train_generator(tmp_path / "out", tok, paradigm="mar", steps=3, batch=8, preset="tiny", cpu=True,
+                              run_dir=tmp_path / "run", styles=["twitter", "google"], curve_every=2)
+    with open(tmp_path / "out" / "heldout.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(int(r["step"]), int(r["samples_seen"])) for r in rows] == [(2, 16), (3, 24)]
+    assert all(math.isfinite(float(r[k])) for r in rows for k in ("heldout", "train"))
+    last = rows[-1]
+    assert metrics["heldout_ce"] == pytest.approx(float(last["heldout"]), rel=1e-5)
+    assert metrics["train_ce"] == pytest.approx(float(last["train"]), rel=1e-5)
+    assert read_manifest(tmp_path / "out")["metrics"]["train_ce"] == metrics["train_ce"]

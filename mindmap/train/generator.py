@@ -86,8 +86,9 @@ def heldout_loss(model, loss, codes: torch.Tensor, rows: torch.Tensor, conds, se
 
 
 class LearningCurve:
-    """Every `every` steps (and at the last), the loss on the held-out records and on as many training records,
-    appended to `run_dir/heldout.csv` with the training samples seen so far (steps x batch)."""
+    """Every `every` steps (and at the last), the loss on the held-out records and on as many training records (a
+    fixed random draw across every style), appended to `run_dir/heldout.csv` with the training samples seen so far
+    (steps x batch). `final` gives the card's pair, the last step's row where the curve measured it."""
 
     def __init__(self, trainer, loss, codes: torch.Tensor, held: torch.Tensor, train: torch.Tensor, conds,
                  batch: int, every: int):
@@ -95,14 +96,23 @@ class LearningCurve:
         self.held, self.train = held, train[torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
                                             [:len(held)]]
         self.path = trainer.run_dir / "heldout.csv"
+        self.last = None                     # (step, held-out, train) of the latest row this process measured
+
+    def measure(self, model) -> tuple[float, float]:
+        return tuple(heldout_loss(model, self.loss, self.codes, rows, self.conds) for rows in (self.held, self.train))
+
+    def final(self, model) -> tuple[float, float]:
+        """(held-out, train) loss of the finished model."""
+        if self.last is not None and self.last[0] == self.trainer.steps:
+            return self.last[1:]
+        return self.measure(model)
 
     def __call__(self, step: int):
         done = step + 1
         if not self.every or not self.trainer.is_main or (done % self.every and done != self.trainer.steps):
             return
-        model = self.trainer.unwrapped()
-        row = [done, done * self.batch, heldout_loss(model, self.loss, self.codes, self.held, self.conds),
-               heldout_loss(model, self.loss, self.codes, self.train, self.conds)]
+        self.last = (done, *self.measure(self.trainer.unwrapped()))
+        row = [done, done * self.batch, *self.last[1:]]
         if self.path.exists():               # a resumed run: drop what the saved state had not reached
             lines = [ln for ln in self.path.read_text().splitlines()[1:] if int(ln.split(",")[0]) < done]
         else:
@@ -196,8 +206,8 @@ def train_generator(out: Path, tokenizer: Path, paradigm: str = "raster", steps:
     if not trainer.is_main:
         return {}
     gen = trainer.unwrapped().eval()
-    metrics = {"heldout_ce": heldout_loss(gen, recipe.loss, views[0], held_idx, conds),
-               "train_ce": heldout_loss(gen, recipe.loss, views[0], train_idx[:len(held_idx)], conds),
+    held_ce, train_ce = curve.final(gen)
+    metrics = {"heldout_ce": held_ce, "train_ce": train_ce,
                "params": sum(p.numel() for p in gen.parameters()), "samples_seen": steps * batch}
     gen = gen.cpu()
     logger.info("metrics: %s", metrics)
