@@ -10,6 +10,7 @@ from mindmap.data import STYLES, build_emoji, load_emoji, model_styles
 from mindmap.data.emoji import LEGACY_STYLES
 from mindmap.eval.metrics import tokenizer_metrics
 from mindmap.registry import list_models, list_tokenizers, load_pipeline, load_tokenizer
+from mindmap.tokenizers.rq import RQTokenizer
 from mindmap.tokenizers.vq import VQTokenizer
 
 from test_cli import cli, run
@@ -21,9 +22,9 @@ PSNR_FLOORS = {"vq-emoji32": 22.5, "vq-arena-emoji32": 22.5, "rq-emoji32": 26.5,
 USAGE_FLOOR = 0.80
 GENERATORS = [m.name for m in list_models()]
 # The suite's jobs at the arena budget that have run on this CPU (the hybrid composed of two of them).
-ARENA = ["raster-arena-emoji32", "masked-arena-emoji32", "hybrid-arena-emoji32"]
+ARENA = ["raster-arena-emoji32", "masked-arena-emoji32", "hybrid-arena-emoji32", "dnd-arena-emoji32"]
 # The style agreement their samples must beat; chance is 1/6. `eval` measured on 1089 samples (README), at each
-# model's defaults: raster 0.81, masked 0.76, hybrid 0.75; on the test's 48: 0.77, 0.71, 0.77.
+# model's defaults: raster 0.81, masked 0.76, hybrid 0.75, DnD 0.80; on the test's 48: 0.77, 0.71, 0.77, 0.81.
 STYLE_FLOOR = 0.6
 
 
@@ -56,12 +57,14 @@ def test_tokenizer_heldout_psnr_and_codebook_usage(heldout, name):
         assert m["codebook_usage"] >= USAGE_FLOOR
 
 
-@pytest.mark.parametrize("name, source", [("raster-emoji32", "vq-emoji32"), ("masked-emoji32", "vq-emoji32"),
-                                          ("raster-arena-emoji32", "vq-arena-emoji32"),
-                                          ("masked-arena-emoji32", "vq-arena-emoji32")])
-def test_a_generator_carries_the_tokenizer_it_names(name, source):
-    a = load_component(ROOT / source, "tokenizer", VQTokenizer).state_dict()
-    b = load_component(ROOT / name, "tokenizer", VQTokenizer).state_dict()
+@pytest.mark.parametrize("name, source, kind", [("raster-emoji32", "vq-emoji32", VQTokenizer),
+                                                ("masked-emoji32", "vq-emoji32", VQTokenizer),
+                                                ("raster-arena-emoji32", "vq-arena-emoji32", VQTokenizer),
+                                                ("masked-arena-emoji32", "vq-arena-emoji32", VQTokenizer),
+                                                ("dnd-arena-emoji32", "rq-arena-emoji32", RQTokenizer)])
+def test_a_generator_carries_the_tokenizer_it_names(name, source, kind):
+    a = load_component(ROOT / source, "tokenizer", kind).state_dict()
+    b = load_component(ROOT / name, "tokenizer", kind).state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert read_manifest(ROOT / name)["tokenizer_source"] == source
 

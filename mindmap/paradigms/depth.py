@@ -19,5 +19,6 @@ PARADIGM = register(Paradigm(
                   "code's embedding is added to the hidden state before the next head; the next cell's input is "
                   "the sum of its codes' embeddings. Teacher forcing with CE summed over heads, depth truncated at "
                   "random (half the rows at full depth) so every depth control value is in-distribution",
-                  extra=lambda tok: {"depth": tok.config["depth"]}),
+                  extra=lambda tok: {"depth": tok.config["depth"]},
+                  metric="CE (nats/cell, summed over the kept depths)"),
 ))
