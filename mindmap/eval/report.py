@@ -134,7 +134,7 @@ def update_cards(rows: list[dict], command: str, root: Path | None = None):
         text = text.split(f"\n{CARD_HEADING}")[0].rstrip() + "\n"
         extra = f"\n{text_table(mine)}\n" if any("retrieval_top1" in r for r in mine) else ""
         card.write_text(f"{text}\n{CARD_HEADING}\nMeasured by `{command}` against the held-out split (training "
-                        f"images matched per class are scored the same way beside them):\n\n{generator_table(mine)}\n"
+                        f"images matched per class are scored the same way beside them):\n\n{generator_table(mine)}\n\n"
                         f"{reference_note(mine)}\n{extra}")
         manifest_path = root / name / MANIFEST
         manifest = json.loads(manifest_path.read_text())
