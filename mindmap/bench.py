@@ -154,15 +154,15 @@ def bench_app(model: str, repeats: int = 5, root=None, controls: dict | None = N
         raise ValueError(f"--repeats must be an integer in [1, 100], got {repeats}")
     from gradio_client import Client
 
-    from .serve import serve_app
+    from .serve import client_downloads, serve_app
     controls = dict(controls or {})
     pipe = load_pipeline(model, root)
     pipe.controls(**controls)                      # a bad control is refused before the app starts
     params = {api_name(k): v for k, v in controls.items()}
     runs = {}
-    with serve_app(root) as url:
+    with serve_app(root) as url, client_downloads() as downloads:
         for fetch in (False, True):
-            client = Client(url, verbose=False, download_files=fetch)
+            client = Client(url, verbose=False, download_files=downloads if fetch else False)
             firsts, totals, updates, alone = [], [], [], []
             for seed in range(repeats + 1):
                 time.sleep(SETTLE_SECONDS)         # the app's work after the last request done, not timed here
@@ -179,6 +179,9 @@ def bench_app(model: str, repeats: int = 5, root=None, controls: dict | None = N
             runs[fetch] = {"first_update_ms": _spread(firsts, 1), "seconds": _spread(totals, 4), "updates": updates,
                            "sampler_seconds": _spread(alone, 4),
                            "app_over_sampler": _spread([t / s for t, s in zip(totals, alone)], 2)}
+            client.close()                         # the client may still be fetching pictures in its threads:
+            for pool in (client.executor, client.helper_executor):     # let them finish before their folder goes
+                pool.shutdown(wait=True)
     app = {**runs[False], "pictures_fetched": runs[True]}
     return {"model": model, "controls": controls, "repeats": repeats, "app": app,
             "sampler_seconds": app["sampler_seconds"]["median"],

@@ -53,6 +53,20 @@ def serve_app(root: Path | None, timeout: float = START_TIMEOUT, env: dict | Non
 
 
 @contextmanager
+def client_downloads() -> Iterator[Path]:
+    """A folder for a gradio_client's downloads (`Client(url, download_files=folder)`), deleted on exit with all in
+    it. gradio_client (2.7) also makes a folder per file fetched in the system temp folder and leaves it there
+    emptied (thousands in a test run); inside this block the process's temp folder (`tempfile.tempdir`) is this
+    one, so those go with it."""
+    with tempfile.TemporaryDirectory(prefix="mindmap-client-") as folder:
+        before, tempfile.tempdir = tempfile.tempdir, folder
+        try:
+            yield Path(folder)
+        finally:
+            tempfile.tempdir = before
+
+
+@contextmanager
 def app_process(root: Path | None, timeout: float = START_TIMEOUT,
                 env: dict | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
     """`serve_app`, yielding the URL and the app's process (`soak` reads its memory)."""
@@ -60,13 +74,14 @@ def app_process(root: Path | None, timeout: float = START_TIMEOUT,
     if not app.is_file():
         raise FileNotFoundError(f"{app}: the app is not beside this package (a source checkout has it)")
     port = free_port()
-    env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
-           "GRADIO_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
-           **(env or {})}
-    env = {k: v for k, v in env.items() if v is not None and k != "MINDMAP_CHECKPOINTS"}   # None: unset
-    if root is not None:
-        env["MINDMAP_CHECKPOINTS"] = str(root)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(prefix="mindmap-app-") as tmp:
+        # the pictures it sends go in a folder of its own, deleted with it (unless `env` names another)
+        env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
+               "GRADIO_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+               "GRADIO_TEMP_DIR": str(Path(tmp) / "gradio"), **(env or {})}
+        env = {k: v for k, v in env.items() if v is not None and k != "MINDMAP_CHECKPOINTS"}   # None: unset
+        if root is not None:
+            env["MINDMAP_CHECKPOINTS"] = str(root)
         log = Path(tmp) / "app.log"
         with open(log, "wb") as out:
             proc = subprocess.Popen([sys.executable, str(app)], cwd=REPO, env=env, stdout=out,

@@ -2,8 +2,10 @@
 one factory (`pipes`) that loads any of them, so pipeline/CLI/app tests run in seconds on CPU."""
 from __future__ import annotations
 
+import atexit
 import functools
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -15,6 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 # Published models a developer fetched stay out of the tests: the registry's second root is an empty folder.
 os.environ["MINDMAP_MODELS"] = tempfile.mkdtemp(prefix="mindmap-models-")
+atexit.register(shutil.rmtree, os.environ["MINDMAP_MODELS"], True)
 # The app's tests count previews: every one is sent (the bounded frame rate has a test of its own).
 os.environ["MINDMAP_PREVIEW_INTERVAL"] = "0"
 
@@ -125,6 +128,16 @@ def write_tiny_tokenizer(folder: Path, kind: str, tokenizer) -> Path:
     write_manifest(folder, {"kind": "tokenizer", "tokenizer": kind, "components": {"tokenizer": "tokenizer"},
                             "image_size": 16, "grid": 8, "classes": TINY_CLASSES})
     return folder
+
+
+@pytest.fixture(scope="session", autouse=True)
+def client_temp(tmp_path_factory) -> Path:
+    """The tests' gradio_client downloads (`Client(url, download_files=tempfile.gettempdir())`) and the temp files
+    of the whole session go in one folder, deleted at the end (`client_downloads`); pytest's own folders stay put."""
+    from mindmap.serve import client_downloads
+    tmp_path_factory.getbasetemp()                 # fixed before the temp folder moves
+    with client_downloads() as folder:
+        yield folder
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -20,7 +21,7 @@ RASTER = {"model": "tiny-raster", "class_name": "face-smiling", "seed": 3, "cfg"
 
 
 def client(url: str) -> Client:
-    return Client(url, verbose=False)
+    return Client(url, verbose=False, download_files=tempfile.gettempdir())   # conftest's client_temp folder
 
 
 def test_generate_streams_every_token(tiny_app):
@@ -422,7 +423,10 @@ def test_mindmap_fetch_offline_logs_one_line_per_model_and_serves_the_rest(monke
 def test_bench_app_times_what_a_person_waits_for(tiny_root, capsys):
     from mindmap.__main__ import main
     from mindmap.bench import bench_app
+    temp = Path(tempfile.gettempdir())
+    before = set(temp.iterdir())
     out = bench_app("tiny-raster", repeats=1, root=tiny_root, controls={"cfg": 2.0})
+    assert set(temp.iterdir()) == before        # the app's pictures and the client's downloads went with them
     app = out["app"]
     assert 0 < app["first_update_ms"]["median"] <= 1000 * app["seconds"]["max"]
     assert app["seconds"]["min"] <= app["seconds"]["median"] <= app["seconds"]["max"]
@@ -440,14 +444,14 @@ def test_bench_app_times_what_a_person_waits_for(tiny_root, capsys):
 
 
 def test_race_tab_streams_the_board_and_ends_with_every_model_done(tiny_app):
-    client = Client(tiny_app, verbose=False)
-    updates = list(client.submit(TINY_CLASSES[0], 1, api_name="/race"))
+    race = client(tiny_app)
+    updates = list(race.submit(TINY_CLASSES[0], 1, api_name="/race"))
     image, table = updates[-1]
     assert Image.open(image).width > 136 * 5                       # every emoji class generator on the board
     rows = [line for line in table.splitlines()[2:] if line.startswith("| tiny-")]
     assert len(rows) >= 6 and all(line.endswith("| done |") for line in rows)
     assert "tiny-text" not in table
     with pytest.raises(Exception, match="class must be one of"):
-        client.predict("no-such-class", 1, api_name="/race")
+        race.predict("no-such-class", 1, api_name="/race")
     with pytest.raises(Exception, match="seed must be"):
-        client.predict(TINY_CLASSES[0], -1, api_name="/race")
+        race.predict(TINY_CLASSES[0], -1, api_name="/race")

@@ -17,7 +17,7 @@ ROOT = default_root()
 # Held-out PSNR (dB) at the finest level, set just under what `eval --tokenizer all` measured (README).
 PSNR_FLOORS = {"vq-emoji32": 22.5, "vq-arena-emoji32": 22.5, "rq-emoji32": 26.5, "rq-arena-emoji32": 27.0,
                "mq-emoji32": 20.0, "mq-arena-emoji32": 20.5,
-               "msvq-emoji32": 23.0, "kl-emoji32": 24.0}
+               "msvq-emoji32": 23.0, "msvq-arena-emoji32": 24.0, "kl-emoji32": 24.0}
 USAGE_FLOOR = 0.80
 GENERATORS = [m.name for m in list_models()]
 # The suite's jobs at the arena budget that have run on this CPU (the hybrid composed of two of them).
