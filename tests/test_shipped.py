@@ -8,16 +8,18 @@ import torch
 from mindmap.checkpoint import default_root, load_component, read_manifest
 from mindmap.data import STYLES, build_emoji, load_emoji, model_styles
 from mindmap.data.emoji import LEGACY_STYLES
-from mindmap.eval.metrics import tokenizer_metrics
+from mindmap.eval.metrics import codebook_stats, tokenizer_codes, tokenizer_metrics
 from mindmap.registry import list_models, list_tokenizers, load_pipeline, load_tokenizer
 
 from test_cli import cli, run
 
 ROOT = default_root()
 # Held-out PSNR (dB) at the finest level, set just under what `eval --tokenizer all` measured (README).
+# Measured on the test's subset (every third held-out image): vq 23.12, vq-arena 23.08, rq 27.27, rq-arena 27.48,
+# mq 20.65, mq-arena 20.93, msvq 23.50, msvq-arena 24.74, kl 24.30, kl-arena 27.71 dB.
 PSNR_FLOORS = {"vq-emoji32": 22.5, "vq-arena-emoji32": 22.5, "rq-emoji32": 26.5, "rq-arena-emoji32": 27.0,
                "mq-emoji32": 20.0, "mq-arena-emoji32": 20.5,
-               "msvq-emoji32": 23.0, "msvq-arena-emoji32": 24.0, "kl-emoji32": 24.0}
+               "msvq-emoji32": 23.0, "msvq-arena-emoji32": 24.0, "kl-emoji32": 24.0, "kl-arena-emoji32": 27.0}
 USAGE_FLOOR = 0.80
 GENERATORS = [m.name for m in list_models()]
 # The suite's jobs at the arena budget that have run on this CPU (the hybrid composed of two of them).
@@ -48,12 +50,16 @@ def test_every_tokenizer_has_a_floor():
 
 @pytest.mark.parametrize("name", sorted(PSNR_FLOORS))
 def test_tokenizer_heldout_psnr_and_codebook_usage(heldout, name):
+    """PSNR on every third held-out image (641 of the six styles' 1,923, 244 of Twemoji and Noto's 732), against
+    a floor a little under each model's figure on that subset; codebook usage on all of them."""
     data, images = heldout(name)
     assert read_manifest(ROOT / name)["classes"] == data.classes          # labels never shift
-    m = tokenizer_metrics(load_tokenizer(name), images)
-    assert m["images"] == len(images) > 500 and m["psnr"] > PSNR_FLOORS[name]
-    if "codebook_usage" in m:
-        assert m["codebook_usage"] >= USAGE_FLOOR
+    tokenizer = load_tokenizer(name)
+    m = tokenizer_metrics(tokenizer, images[::3])
+    assert m["images"] == len(images[::3]) > 200 and m["psnr"] > PSNR_FLOORS[name]
+    if hasattr(tokenizer, "vocab_size"):
+        usage = codebook_stats(tokenizer_codes(tokenizer, images), tokenizer.vocab_size)["codebook_usage"]
+        assert usage >= USAGE_FLOOR
 
 
 @pytest.mark.parametrize("name, source", [("raster-emoji32", "vq-emoji32"), ("masked-emoji32", "vq-emoji32"),

@@ -21,16 +21,26 @@ def codebook_stats(codes: torch.Tensor, codebook_size: int) -> dict:
 
 @torch.no_grad()
 def tokenizer_metrics(tokenizer, images: torch.Tensor, batch: int = 256) -> dict:
-    """Held-out PSNR of the finest reconstruction (the last preview row) and, for a codebook, its usage."""
-    out = {"psnr": list(preview_psnr(tokenizer, images, batch).values())[-1], "images": len(images)}
+    """Held-out PSNR of the finest reconstruction (the last preview row), of every preview row when there are
+    several (each depth, mask ratio or scale: "psnr_by_preview") and, for a codebook, its usage."""
+    by_level = preview_psnr(tokenizer, images, batch)
+    out = {"psnr": list(by_level.values())[-1], "images": len(images)}
+    if len(by_level) > 1:
+        out["psnr_by_preview"] = by_level
     if hasattr(tokenizer, "vocab_size"):
-        device = next(tokenizer.parameters()).device
-        codes = []
-        for x in images.split(batch):
-            c = tokenizer.encode(x.to(device))
-            codes.append(torch.cat([t.flatten() for t in c]) if isinstance(c, list) else c.cpu().flatten())
-        out.update(codebook_stats(torch.cat(codes), tokenizer.vocab_size))
+        out.update(codebook_stats(tokenizer_codes(tokenizer, images, batch), tokenizer.vocab_size))
     return out
+
+
+@torch.no_grad()
+def tokenizer_codes(tokenizer, images: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    """Every code a codebook tokenizer gives `images` (all scales of a multi-scale one), flat, on the CPU."""
+    device = next(tokenizer.parameters()).device
+    codes = []
+    for x in images.split(batch):
+        c = tokenizer.encode(x.to(device))
+        codes.append(torch.cat([t.flatten() for t in c]) if isinstance(c, list) else c.flatten())
+    return torch.cat(codes).cpu()
 
 
 @torch.no_grad()

@@ -87,7 +87,7 @@ TOKENIZER_COLUMNS = [
     ("held-out styles", lambda r: f"all {len(STYLES)}" if set(r["styles"]) == set(STYLES) else ", ".join(r["styles"])),
     ("held-out PSNR (dB)", lambda r: f"{r['psnr']:.2f}"),
     ("PSNR by level (dB)", lambda r: " · ".join(f"{k} {v:.1f}" for k, v in r["psnr_by_preview"].items())
-     if len(r["psnr_by_preview"]) > 1 else "—"),
+     if "psnr_by_preview" in r else "—"),
     ("SSIM", lambda r: f"{r['ssim']:.3f}"), ("rFD-emoji", lambda r: f"{r['rfd_emoji']:.2f}"),
     ("codebook usage", lambda r: f"{r['codebook_usage']:.1%}" if "codebook_usage" in r else "— (continuous)"),
     ("perplexity", lambda r: f"{r['perplexity']:.0f}" if "perplexity" in r else "—"),

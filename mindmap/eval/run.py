@@ -16,7 +16,7 @@ from .. import paradigms
 from ..registry import list_models, load_pipeline, load_tokenizer
 from .classifier import EmojiClassifier, embed, topk_agreement
 from .metrics import (fd_interval, frechet_distance, kernel_distance, nearest_distances, precision_recall,
-                      preview_psnr, ssim, tokenizer_metrics)
+                      ssim, tokenizer_metrics)
 
 logger = logging.getLogger(__name__)
 CLASSIFIER = "classifier-emoji32"
@@ -272,6 +272,6 @@ def eval_tokenizer(name: str, root: Path | None = None, styles: list[str] | None
     return {"tokenizer": name, "kind": read_manifest(Path(root or default_root()) / name).get("tokenizer", "vq"),
             "styles": scored,
             "tokens": getattr(tok, "tokens", None) if hasattr(tok, "scales") else tok.grid ** 2 * tok.config.get("depth", 1),
-            **tokenizer_metrics(tok, held), "psnr_by_preview": preview_psnr(tok, held),
+            **tokenizer_metrics(tok, held),
             "ssim": ssim(recon, held).mean().item(), "rfd_emoji": frechet_distance(embed(clf, recon)[0], embed(clf, held)[0]),
             **style_ceiling(clf, tok, data, held)}

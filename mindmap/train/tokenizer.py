@@ -16,7 +16,7 @@ from accelerate.utils import broadcast
 
 from ..checkpoint import write_manifest
 from ..data import load_emoji
-from ..eval.metrics import preview_psnr, tokenizer_metrics
+from ..eval.metrics import tokenizer_metrics
 from ..tokenizers import TOKENIZERS
 from ..tokenizers.rq import random_depths
 from .adversarial import PatchDiscriminator, adaptive_weight, decoder_last_layer, hinge_d_loss, load_feature_matching
@@ -173,9 +173,6 @@ def train_tokenizer(out: Path, kind: str = "vq", size: int = 32, steps: int = 15
         tok.register_to_config(scaling_factor=measure_scaling(tok, images[train_idx]))
     held = data.tensor(data.indices("heldout"))
     metrics = tokenizer_metrics(tok, held)
-    by_level = preview_psnr(tok, held)
-    if len(by_level) > 1:                       # each depth (rq), mask ratio (mq) or scale (msvq)
-        metrics["psnr_by_preview"] = by_level
     logger.info("held-out: %s", metrics)
     tok = tok.cpu()
     tok.save_pretrained(out / "tokenizer", safe_serialization=True)
