@@ -43,5 +43,6 @@ PARADIGM = register(Paradigm(
                   "it predicts that code's cell (raster order, used and too-late cells banned). The start token "
                   "carries the class and K, the kept count; trained on K drawn over the tokenizer's mask-ratio range "
                   "with code CE + position CE", encode=cell_codes_and_scores,
-                  extra=lambda tok: {"min_count": max(1, round((1 - tok.config["max_mask_ratio"]) * tok.grid ** 2))}),
+                  extra=lambda tok: {"min_count": max(1, round((1 - tok.config["max_mask_ratio"]) * tok.grid ** 2))},
+                  metric="CE (nats/kept cell, code + position)"),
 ))
