@@ -54,7 +54,8 @@ def _train(args):
                             generator_batch=args.generator_batch, lr=args.lr, parallel=args.jobs,
                             features=args.features if args.features is not None else 0.5,
                             adversarial=args.adversarial if args.adversarial is not None else 0.1,
-                            mixed_precision=args.mixed_precision, only=args.only, ablation=args.ablation)
+                            mixed_precision=args.mixed_precision, only=args.only, ablation=args.ablation,
+                            compile=args.compile)
     elif args.what == "tokenizer":
         from .train.tokenizer import train_tokenizer
         metrics = train_tokenizer(args.out, kind=args.kind, size=args.size, steps=args.steps, batch=args.batch,
@@ -84,7 +85,7 @@ def _train(args):
                                   run_dir=args.run_dir, cpu=args.cpu, init=args.init,
                                   mixed_precision=args.mixed_precision, styles=_styles(args.styles),
                                   style_condition=not args.no_style_condition, calibrate=_calibrate(args),
-                                  curve_every=args.curve_every)
+                                  curve_every=args.curve_every, compile=args.compile)
     if metrics:                      # empty on the processes other than the main one
         print(json.dumps(metrics))
 
@@ -216,6 +217,15 @@ def _race(args):
 
 
 def _bench(args):
+    if (args.train is None) == (args.model is None):
+        raise ValueError("bench needs --model NAME (sampling) or --train PARADIGM --tokenizer FOLDER (training steps)")
+    if args.train is not None:
+        from .bench import bench_train, train_markdown
+        if args.tokenizer is None or args.sweep or args.against or args.write or args.app:
+            raise ValueError("--train needs --tokenizer FOLDER and takes no --sweep, --against, --write or --app")
+        out = bench_train(args.train, args.tokenizer, preset=args.preset, batch=args.batch, steps=args.train_steps, mixed_precision=args.mixed_precision, compile=args.compile)
+        print(train_markdown(out) if args.markdown else json.dumps(out, indent=None if args.json else 2))
+        return
     if args.app:
         from .bench import app_markdown, bench_app
         if args.sweep or args.against or args.write or args.batch != 1 or args.compile:
@@ -380,7 +390,14 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="speed: real sampler vs its naive baseline (and a sweep, other models)")
     _dtype_flag(b)
-    b.add_argument("--model", required=True)
+    b.add_argument("--model", help="the model to time (sampling); not with --train")
+    b.add_argument("--train", metavar="PARADIGM", help="time training steps instead: a fresh generator of this "
+                   "paradigm on --tokenizer's codes of --batch training emoji (with --compile: also compiled)")
+    b.add_argument("--tokenizer", type=Path, help="--train: the tokenizer checkpoint folder")
+    b.add_argument("--preset", default="arena", help="--train: the generator's size preset")
+    b.add_argument("--train-steps", type=int, default=5, help="--train: steps timed, after 2 warm-up steps")
+    b.add_argument("--mixed-precision", default="no", choices=("no", "bf16", "fp16"),
+                   help="--train: autocast the forward passes")
     b.add_argument("--batch", type=int, default=1)
     b.add_argument("--repeats", type=int, default=3)
     b.add_argument("--json", action="store_true", help="one JSON line")
@@ -480,6 +497,9 @@ def _train_flags(parser: argparse.ArgumentParser):
     parser.add_argument("--conditioning", default="class", help=f"generator: class, or text ({', '.join(texts)})")
     parser.add_argument("--mixed-precision", default="no", choices=MIXED_PRECISION,
                         help="autocast the forward passes (bf16 on recent CPUs and GPUs, fp16 on GPUs)")
+    parser.add_argument("--compile", action="store_true",
+                        help="generator, suite: train through torch.compile (inductor; compiles for a minute or two "
+                             "first; the saved state is the same, so a run resumes with or without it)")
 
 
 def main(argv=None) -> int:

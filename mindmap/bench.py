@@ -143,6 +143,39 @@ def _spread(values: list[float], digits: int) -> dict:
             "max": round(max(values), digits)}
 
 
+def bench_train(paradigm: str, tokenizer, preset: str = "arena", batch: int = 256, steps: int = 5,
+                mixed_precision: str = "no", compile: bool = False) -> dict:
+    """Seconds per training step of a fresh `paradigm` generator as `train generator` trains it (median, min and max
+    over `steps` steps after two warm-up steps); `compile`: the same through torch.compile in the same run, its
+    compilation paid in its warm-up."""
+    from .train.common import hardware
+    from .train.generator import train_step_seconds
+    if not 1 <= steps <= 1000:
+        raise ValueError(f"--train-steps must be an integer in [1, 1000], got {steps}")
+    run = dict(paradigm=paradigm, tokenizer=tokenizer, preset=preset, batch=batch, mixed_precision=mixed_precision,
+               steps=steps)
+    out = {**run, "tokenizer": str(tokenizer), "hardware": hardware(), "torch": torch.__version__,
+           "eager": _spread(train_step_seconds(**run), 3)}
+    if compile:
+        t0 = time.perf_counter()
+        times = train_step_seconds(**run, compile=True)
+        out["compiled"] = {**_spread(times, 3), "with_warmup_s": round(time.perf_counter() - t0, 1)}
+        out["speedup"] = round(out["eager"]["median"] / out["compiled"]["median"], 2)
+    return out
+
+
+def train_markdown(out: dict) -> str:
+    """A `bench --train` run as a table: seconds per step, eager and compiled."""
+    rows = ["| paradigm | preset | batch | autocast | forward | s/step, median (min–max) |", "|---|---|---|---|---|---|"]
+    for kind in ("eager", "compiled"):
+        if kind in out:
+            s = out[kind]
+            note = f", {out['speedup']:g}x" if kind == "compiled" else ""
+            rows.append(f"| {out['paradigm']} | {out['preset']} | {out['batch']} | {out['mixed_precision']} | "
+                        f"{kind}{note} | {s['median']:.2f} ({s['min']:.2f}–{s['max']:.2f}) |")
+    return "\n".join(rows)
+
+
 def bench_app(model: str, repeats: int = 5, root=None, controls: dict | None = None) -> dict:
     """What a person waits for: `app.py` started on a free port and driven through gradio_client, one image per
     seed 1..repeats after a warm-up (seed 0). Each request's first update and whole stream are timed from the

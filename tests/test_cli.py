@@ -161,6 +161,23 @@ def test_bench_sweeps_repeat_and_combine(tiny_root, capsys):
     assert "--sweep must look like CONTROL=V1,V2" in capsys.readouterr().err
 
 
+def test_bench_times_training_steps_of_a_paradigm_on_a_tokenizers_codes(capsys):
+    """`bench --train PARADIGM --tokenizer FOLDER`: seconds per training step of a fresh generator, as `train
+    generator` trains it (here VAR's, tiny, on the shipped multi-scale tokenizer's codes of 8 emoji)."""
+    tok = ROOT / "checkpoints" / "msvq-arena-emoji32"
+    rc, out, _ = run(capsys, "bench", "--train", "scale", "--tokenizer", tok, "--preset", "tiny", "--batch", 8,
+                     "--train-steps", 3, "--json")
+    out = json.loads(out)
+    assert rc == 0 and (out["paradigm"], out["batch"], out["steps"]) == ("scale", 8, 3) and "compiled" not in out
+    assert 0 < out["eager"]["min"] <= out["eager"]["median"] <= out["eager"]["max"]
+    rc, _, err = run(capsys, "bench", "--train", "raster", "--tokenizer", tok, "--preset", "tiny")
+    assert rc == 2 and "a raster generator models a vq tokenizer, this one is msvq" in err
+    rc, _, err = run(capsys, "bench", "--train", "scale", "--tokenizer", tok, "--preset", "huge")
+    assert rc == 2 and "no scale generator at preset 'huge'" in err
+    rc, _, err = run(capsys, "bench", "--train", "scale")
+    assert rc == 2 and "--train needs --tokenizer FOLDER" in err
+
+
 def test_data_without_npm_fails_clearly(tmp_path):
     env = {**os.environ, "PATH": str(tmp_path), "MINDMAP_DATA": str(tmp_path / "d")}
     proc = subprocess.run([sys.executable, "-m", "mindmap", "data", "emoji"], capture_output=True, text=True,

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from mindmap.nn import apply_rope, rope_2d
+from mindmap.nn import apply_rope, attend, rope_2d
 from mindmap.sampling import cfg_mix, filter_logits, make_generator, sample
 
 from conftest import tiny_raster
@@ -80,3 +80,21 @@ def test_sample_is_seeded():
     draws = torch.stack([sample(logits, make_generator(s, "cpu"))[0] for s in range(20)])
     assert torch.equal(a, b)
     assert len({tuple(d.tolist()) for d in draws}) > 1
+
+
+def test_attention_on_the_cpu_runs_bf16_in_float32_and_leaves_float32_untouched():
+    """`attend`: bf16 inputs (training under autocast) are attended in float32 and cast back; float32 inputs (every
+    shipped model at inference) get torch's own kernel, bit for bit."""
+    import torch.nn.functional as F
+    from mindmap.generators.scale import block_causal
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 14, 8, generator=g) for _ in range(3))
+    mask = block_causal((1, 2, 3))
+    assert torch.equal(attend(q, k, v, mask), F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
+    low = [t.bfloat16().requires_grad_(True) for t in (q, k, v)]
+    y = attend(*low, mask, scale=0.5)
+    assert y.dtype == torch.bfloat16
+    wide = F.scaled_dot_product_attention(*(t.float() for t in low), attn_mask=mask, scale=0.5)
+    assert torch.equal(y, wide.bfloat16())
+    y.float().sum().backward()
+    assert all(t.grad is not None and t.grad.dtype == torch.bfloat16 for t in low)

@@ -96,6 +96,48 @@ def test_bf16_autocast_and_a_loss_log_that_survives_an_interrupted_run(tmp_path)
         Trainer(tiny_raster(), steps=1, lr=1e-3, run_dir=tmp_path / "x", mixed_precision="fp8")
 
 
+def test_a_signal_stops_the_run_after_the_step_in_hand_saved_and_the_same_run_resumes(tmp_path):
+    """SIGTERM (or Ctrl-C) mid-step: that step finishes, the state is saved although it is no periodic save, the
+    run exits naming the step, and a new trainer on the same folder resumes there."""
+    import signal
+    run = tmp_path / "run"
+    trainer = Trainer(tiny_raster(), steps=6, lr=1e-3, run_dir=run, save_every=5, cpu=True)
+    inner = _codes_loss(trainer, [])
+
+    def loss_fn(step):
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return inner(step)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit, match="stopped by SIGTERM at step 3 of 6"):
+        trainer.run(loss_fn, desc="test")
+    assert signal.getsignal(signal.SIGTERM) is before                # the handlers are given back
+    again = Trainer(tiny_raster(seed=1), steps=6, lr=1e-3, run_dir=run, save_every=5, cpu=True)
+    assert again.step == 3
+    for a, b in zip(trainer.unwrapped().parameters(), again.unwrapped().parameters()):
+        assert torch.equal(a, b)                                    # the weights after step 3, not a fresh model
+    again.run(_codes_loss(again, []), desc="test")
+    with open(run / "losses.csv") as f:
+        assert [int(r["step"]) for r in csv.DictReader(f)] == list(range(6))
+
+
+def test_a_compiled_run_trains_the_same_model_and_resumes_without_compiling(tmp_path):
+    """`--compile`: the loss calls the model through torch.compile; the state saved is the plain model's, so an
+    eager trainer resumes it, and the run ends where an eager run from the same seed does."""
+    eager = Trainer(tiny_raster(), steps=4, lr=1e-3, run_dir=tmp_path / "eager", save_every=2, cpu=True)
+    eager.run(_codes_loss(eager, []), desc="eager")
+    compiled = Trainer(tiny_raster(), steps=4, lr=1e-3, run_dir=tmp_path / "compiled", save_every=2, cpu=True,
+                       compile=True)
+    assert isinstance(compiled.model, torch._dynamo.eval_frame.OptimizedModule)
+    with pytest.raises(KeyboardInterrupt):
+        compiled.run(_codes_loss(compiled, ["crash"]), desc="compiled")
+    resumed = Trainer(tiny_raster(seed=1), steps=4, lr=1e-3, run_dir=tmp_path / "compiled", save_every=2, cpu=True)
+    assert resumed.step == 2
+    resumed.run(_codes_loss(resumed, []), desc="resumed")
+    for (name, a), b in zip(eager.unwrapped().named_parameters(), resumed.unwrapped().parameters()):
+        torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-4, msg=name)
+
+
 def test_the_learning_curve_logs_every_n_steps_and_its_last_row_is_the_cards_pair(tmp_path):
     """`--curve-every N`: held-out and training loss every N steps and at the last, into `heldout.csv` beside the
     model; the manifest's held-out and training figures are that last row (the same training records, a draw

@@ -7,13 +7,16 @@ a run on one, and a resumed run the same as an uninterrupted one.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import json
 import logging
 import os
 import platform
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -31,6 +34,38 @@ def hardware() -> str:
     if torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(0)} (CUDA)"
     return f"CPU, {torch.get_num_threads()} threads ({platform.processor() or platform.machine()})"
+
+
+class StopRequest:
+    """Set by SIGINT or SIGTERM while a run trains (`stop_requests`)."""
+    signal: int | None = None
+
+
+@contextlib.contextmanager
+def stop_requests(enabled: bool = True):
+    """While training, the first SIGINT (Ctrl-C) or SIGTERM asks the run to stop after the step in hand and save,
+    so the same command resumes where it stopped instead of at the last periodic save; a second one acts at once
+    (the default handlers are back). Only in the main thread of a single process: processes of one run stopping
+    at different steps would wait on each other."""
+    request = StopRequest()
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+    kinds = (signal.SIGINT, signal.SIGTERM)
+    before = {k: signal.getsignal(k) for k in kinds}
+
+    def ask(signum, frame):
+        request.signal = signum
+        for k in kinds:
+            signal.signal(k, before[k])
+
+    for k in kinds:
+        signal.signal(k, ask)
+    try:
+        yield request
+    finally:
+        for k in kinds:
+            signal.signal(k, before[k])
 
 
 def batch_indices(pool: torch.Tensor, batch: int, seed: int, step: int) -> torch.Tensor:
@@ -52,10 +87,12 @@ class Trainer:
 
     def __init__(self, model: torch.nn.Module, steps: int, lr: float, run_dir: Path, warmup: int = 100,
                  weight_decay: float = 0.0, save_every: int = 250, cpu: bool = False, mixed_precision: str = "no",
-                 companion: torch.nn.Module | None = None, companion_lr: float | None = None, defer: bool = False):
+                 companion: torch.nn.Module | None = None, companion_lr: float | None = None, defer: bool = False,
+                 compile: bool = False):
         """`defer`: the step count is fixed later by `plan`. `companion`: a second network trained beside the model
         by the loss itself (a tokenizer's discriminator), with its own AdamW (`companion_lr`, default `lr`); saved
-        and resumed with the rest."""
+        and resumed with the rest. `compile`: the losses call the model's forward through `torch.compile`
+        (inductor); what is saved is the plain model's state, so a run resumes with or without it."""
         if mixed_precision not in MIXED_PRECISION:
             raise ValueError(f"--mixed-precision must be one of {', '.join(MIXED_PRECISION)}, got {mixed_precision!r}")
         if int(os.environ.get("WORLD_SIZE", "1")) == 1:
@@ -74,7 +111,9 @@ class Trainer:
                                "; every process would train on the same batches")
         # Not wrapped in DistributedDataParallel: losses call parts of the model outside its forward (MAR's
         # diffusion head), which DDP would not synchronise; `_average_gradients` does it for every parameter.
-        self.model = self.accelerator.prepare_model(model, evaluation_mode=True)
+        self.model = self.plain = self.accelerator.prepare_model(model, evaluation_mode=True)
+        if compile:
+            self.model = torch.compile(self.plain)
         self.optimizer = self.accelerator.prepare(
             torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=weight_decay))
         self.companion = self.companion_optimizer = None
@@ -178,11 +217,19 @@ class Trainer:
 
     def run(self, loss_fn: Callable[[int], tuple[torch.Tensor, dict]], desc: str,
             every: Callable[[int], None] | None = None) -> float:
-        """Train to `steps`; returns total wall seconds (across resumes)."""
+        """Train to `steps`; returns total wall seconds (across resumes). Stopped by a signal (`stop_requests`), it
+        saves after the step in hand and exits (SystemExit, naming the step)."""
         self.model.train()
         bar = tqdm(range(self.step, self.steps), initial=self.step, total=self.steps, desc=desc,
                    disable=not self.is_main)
         t0 = time.time()
+        with stop_requests(self.accelerator.num_processes == 1) as stop:
+            self._steps(bar, loss_fn, every, t0, stop)
+        self.model.eval()
+        self.accelerator.wait_for_everyone()
+        return self.seconds
+
+    def _steps(self, bar, loss_fn, every, t0: float, stop: StopRequest):
         for step in bar:
             with self.accelerator.autocast():
                 loss, logs = loss_fn(step)
@@ -199,16 +246,17 @@ class Trainer:
             self._log(step, logs, lr)
             if step % 10 == 0:
                 bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()})
-            if self.step % self.save_every == 0 or self.step == self.steps:
+            if self.step % self.save_every == 0 or self.step == self.steps or stop.signal is not None:
                 self.seconds += time.time() - t0
                 t0 = time.time()
                 self.save()
-        self.model.eval()
-        self.accelerator.wait_for_everyone()
-        return self.seconds
+            if stop.signal is not None and self.step < self.steps:
+                bar.close()
+                raise SystemExit(f"stopped by {signal.Signals(stop.signal).name} at step {self.step} of {self.steps}; "
+                                 f"the state is saved in {self.run_dir}: the same command resumes")
 
     def unwrapped(self):
-        return self.accelerator.unwrap_model(self.model)
+        return self.accelerator.unwrap_model(self.plain)
 
     def export_losses(self, out: Path):
         """Copy the loss log beside the checkpoint written to `out`."""
@@ -218,12 +266,15 @@ class Trainer:
 
 
 def time_steps(model: torch.nn.Module, loss: Callable, device: torch.device, mixed_precision: str = "no",
-               steps: int = 20, warmup: int = 5, companion: torch.nn.Module | None = None) -> float:
+               steps: int = 20, warmup: int = 5, companion: torch.nn.Module | None = None, compile: bool = False,
+               record: list | None = None) -> float:
     """Seconds per training step (forward, backward, AdamW) of throwaway copies of `model` (and `companion`) on
     `device`: `loss(model, companion, companion_step, step) -> loss`, where `companion_step(loss)` trains the
-    companion (a tokenizer's discriminator) by one step."""
+    companion (a tokenizer's discriminator) by one step. `compile`: the loss gets the copy through torch.compile
+    (compiled in the warm-up steps, as `Trainer` does). `record`: each timed step's seconds are appended to it."""
     model = copy.deepcopy(model).to(device).train()
     opt = torch.optim.AdamW(model.parameters())
+    run = torch.compile(model) if compile else model
     companion_step = None
     if companion is not None:
         companion = copy.deepcopy(companion).to(device).train()
@@ -239,12 +290,17 @@ def time_steps(model: torch.nn.Module, loss: Callable, device: torch.device, mix
     for step in range(warmup + steps):
         if step == warmup:
             sync()
-            t0 = time.perf_counter()
+            t0 = last = time.perf_counter()
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            value = loss(model, companion, companion_step, step)
+            value = loss(run, companion, companion_step, step)
         value.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
+        if record is not None and step >= warmup:
+            sync()
+            now = time.perf_counter()
+            record.append(now - last)
+            last = now
     sync()
     return (time.perf_counter() - t0) / steps
 

@@ -145,11 +145,13 @@ def train_generator(out: Path, tokenizer: Path, paradigm: str = "raster", steps:
                     lr: float = 1e-3, preset: str = "small", dropout: float = 0.1, flip: bool = True, seed: int = 0,
                     conditioning: str = "class", run_dir: Path | None = None, cpu: bool = False,
                     init: Path | None = None, mixed_precision: str = "no", styles=None,
-                    style_condition: bool = True, calibrate: tuple | None = None, curve_every: int = 0) -> dict:
+                    style_condition: bool = True, calibrate: tuple | None = None, curve_every: int = 0,
+                    compile: bool = False) -> dict:
     """`styles`: the emoji styles to train on (None: every style built); `style_condition`: a class model takes
     the style as a condition beside the class (needs two styles or more). `calibrate`: (sync folder, name,
     processes, seconds): `steps` set by `calibrated_steps` for a suite phase sharing one device. `curve_every`:
-    the held-out loss every so many steps (the learning curve, `heldout.csv` beside the losses; 0: off)."""
+    the held-out loss every so many steps (the learning curve, `heldout.csv` beside the losses; 0: off).
+    `compile`: the training forward passes through `torch.compile` (`Trainer`)."""
     spec = paradigms.get(paradigm)
     recipe = spec.recipe
     if recipe is None:
@@ -175,17 +177,14 @@ def train_generator(out: Path, tokenizer: Path, paradigm: str = "raster", steps:
     held_idx = torch.from_numpy(data.indices("heldout"))
 
     torch.manual_seed(seed)
-    alphabet = {"vocab_size": tok.vocab_size} if hasattr(tok, "vocab_size") else {}
-    text = {"conditioning": "text"} if conditioning == "text" else {}
     model_cls = spec.components["generator"]
-    styled = {"num_styles": len(data.styles)} if style_condition else {}
-    model = model_cls(num_classes=len(data.classes), grid=tok.grid, dropout=dropout, **alphabet, **text, **styled,
-                      **recipe.extra(tok), **recipe.presets[preset])
+    model = new_generator(spec, tok, data, preset, dropout, conditioning, style_condition)
+    text = conditioning == "text"
     warm = warm_start(model, Path(init), model_cls, paradigm) if init is not None else None
     conds = (TextConditions(data.records, model) if text else
              ClassConditions(labels, model, torch.from_numpy(data.style_ids) if style_condition else None))
     trainer = Trainer(model, steps, lr, run_dir or Path("runs") / out.name, weight_decay=0.05, cpu=cpu,
-                      mixed_precision=mixed_precision, defer=calibrate is not None)
+                      mixed_precision=mixed_precision, defer=calibrate is not None, compile=compile)
     if calibrate is not None:                   # the suite's shared device: steps from the slowest model's step
         probe_g, probe_rows = torch.Generator().manual_seed(seed), train_idx[:batch]
         probe_codes, probe_cond = views[0, probe_rows].to(trainer.device), conds.eval(probe_rows).to(trainer.device)
@@ -227,6 +226,48 @@ def train_generator(out: Path, tokenizer: Path, paradigm: str = "raster", steps:
                          metrics["train_ce"], "parameters": metrics["params"]}, styles=data.styles,
                samples=steps * batch)
     return metrics
+
+
+def new_generator(spec, tok, data, preset: str, dropout: float = 0.1, conditioning: str = "class",
+                  style_condition: bool = True):
+    """A freshly initialised generator of paradigm `spec` at `preset`, over `tok`'s codes and `data`'s classes (and
+    its styles, with `style_condition`), from torch's global seed."""
+    recipe = spec.recipe
+    alphabet = {"vocab_size": tok.vocab_size} if hasattr(tok, "vocab_size") else {}
+    text = {"conditioning": "text"} if conditioning == "text" else {}
+    styled = {"num_styles": len(data.styles)} if style_condition else {}
+    return spec.components["generator"](num_classes=len(data.classes), grid=tok.grid, dropout=dropout, **alphabet,
+                                        **text, **styled, **recipe.extra(tok), **recipe.presets[preset])
+
+
+def train_step_seconds(paradigm: str, tokenizer: Path, preset: str = "arena", batch: int = 256,
+                       mixed_precision: str = "no", steps: int = 5, warmup: int = 2, compile: bool = False,
+                       seed: int = 0, cpu: bool = False) -> list[float]:
+    """The seconds of each of `steps` training steps (after `warmup`) of a fresh class-conditioned `paradigm`
+    generator at `preset`, on `tokenizer`'s codes of `batch` training emoji in every style, as `train generator`
+    trains it (the style condition, its dropout, the same loss); `compile`: through torch.compile."""
+    spec = paradigms.get(paradigm)
+    if spec.recipe is None or preset not in spec.recipe.presets:
+        raise ValueError(f"no {paradigm} generator at preset {preset!r} to train")
+    tok_dir = Path(tokenizer)
+    kind = read_manifest(tok_dir).get("tokenizer", "vq")
+    if kind != spec.tokenizer:
+        raise ValueError(f"{tok_dir}: a {paradigm} generator models a {spec.tokenizer} tokenizer, this one is {kind}")
+    device = torch.device("cuda" if torch.cuda.is_available() and not cpu else "cpu")
+    tok = load_component(tok_dir, "tokenizer", TOKENIZERS[kind]).to(device)
+    data = load_emoji(tok.image_size)
+    rows = torch.from_numpy(data.indices("train"))[:batch]
+    with torch.no_grad():
+        codes = spec.recipe.encode(tok, data.tensor(rows.numpy()).to(device))
+    torch.manual_seed(seed)
+    model = new_generator(spec, tok, data, preset, style_condition=len(data.styles) > 1)
+    conds = ClassConditions(torch.from_numpy(data.labels), model,
+                            torch.from_numpy(data.style_ids) if len(data.styles) > 1 else None)
+    g = torch.Generator().manual_seed(seed)
+    times = []
+    time_steps(model, lambda m, *_: spec.recipe.loss(m, codes, conds.train(rows, g).to(device), g), device,
+               mixed_precision, steps=steps, warmup=warmup, compile=compile, record=times)
+    return times
 
 
 def warm_start(model: torch.nn.Module, folder: Path, cls, paradigm: str) -> str:

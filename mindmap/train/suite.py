@@ -105,9 +105,10 @@ def run_suite(out: Path, run_dir: Path, tokenizer_steps: int = 3000, generator_s
               tokenizer_seconds: float | None = None, generator_seconds: float | None = None,
               tokenizer_batch: int = 128, generator_batch: int = 256, lr: float = 1e-3, parallel: int = 1,
               features: float = 0.5, adversarial: float = 0.1, mixed_precision: str = "no",
-              only: str = "all", ablation: bool = False) -> dict:
+              only: str = "all", ablation: bool = False, compile: bool = False) -> dict:
     """The whole arena into `out` (see the module docstring); `only`: "tokenizers", "generators" or "all";
-    `ablation`: also the plain VQ tokenizer (`ABLATION`), in the tokenizers' phase."""
+    `ablation`: also the plain VQ tokenizer (`ABLATION`), in the tokenizers' phase; `compile`: the generators
+    train through torch.compile."""
     if only not in ("all", "tokenizers", "generators"):
         raise ValueError(f"--only must be all, tokenizers or generators, got {only!r}")
     if parallel < 1:
@@ -124,7 +125,8 @@ def run_suite(out: Path, run_dir: Path, tokenizer_steps: int = 3000, generator_s
     if only in ("all", "generators"):
         gen_args = {name: ["generator", "--paradigm", paradigm, "--tokenizer", str(out / tok), "--preset", PRESET,
                            "--steps", str(generator_steps), "--batch", str(generator_batch), "--lr", str(lr),
-                           "--mixed-precision", mixed_precision, "--curve-every", "250"]
+                           "--mixed-precision", mixed_precision, "--curve-every", "250",
+                           *(["--compile"] if compile else [])]
                     for name, (paradigm, tok) in GENERATORS.items()}
         report["generators"] = run_phase("generators", gen_args, out, run_dir, parallel, generator_seconds)
         name, raster, masked = HYBRID
