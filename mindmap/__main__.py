@@ -223,7 +223,8 @@ def _bench(args):
         from .bench import bench_train, train_markdown
         if args.tokenizer is None or args.sweep or args.against or args.write or args.app:
             raise ValueError("--train needs --tokenizer FOLDER and takes no --sweep, --against, --write or --app")
-        out = bench_train(args.train, args.tokenizer, preset=args.preset, batch=args.batch, steps=args.train_steps, mixed_precision=args.mixed_precision, compile=args.compile)
+        out = bench_train(args.train, args.tokenizer, preset=args.preset, batch=args.batch, steps=args.train_steps,
+                          mixed_precision=args.mixed_precision, compile=args.compile)
         print(train_markdown(out) if args.markdown else json.dumps(out, indent=None if args.json else 2))
         return
     if args.app:
@@ -265,7 +266,7 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     """The CLI. The flags built from the paradigms (their controls, names) go only to `command`'s parser: reading
     them imports every model, which `data` and a bare `--help` do not need."""
     heavy = {"train": _train_flags, "convert": _convert_flags, "generate": _sampling_flags, "grid": _sampling_flags, "eval": _sampling_flags,
-             "bench": _sampling_flags}
+             "bench": _bench_flags}
     p = OneLineParser(prog="python -m mindmap", description="MINDmap: autoregressive image generation explorer")
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = p.add_subparsers(dest="command", required=True)
@@ -396,8 +397,6 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     b.add_argument("--tokenizer", type=Path, help="--train: the tokenizer checkpoint folder")
     b.add_argument("--preset", default="arena", help="--train: the generator's size preset")
     b.add_argument("--train-steps", type=int, default=5, help="--train: steps timed, after 2 warm-up steps")
-    b.add_argument("--mixed-precision", default="no", choices=("no", "bf16", "fp16"),
-                   help="--train: autocast the forward passes")
     b.add_argument("--batch", type=int, default=1)
     b.add_argument("--repeats", type=int, default=3)
     b.add_argument("--json", action="store_true", help="one JSON line")
@@ -475,6 +474,13 @@ def _check_write(args):
 def _sampling_flags(parser: argparse.ArgumentParser):
     from .cli_controls import add_sampling_flags
     add_sampling_flags(parser)
+
+
+def _bench_flags(parser: argparse.ArgumentParser):
+    from .train.common import MIXED_PRECISION
+    _sampling_flags(parser)
+    parser.add_argument("--mixed-precision", default="no", choices=MIXED_PRECISION,
+                        help="--train: autocast the forward passes")
 
 
 def _convert_flags(parser: argparse.ArgumentParser):

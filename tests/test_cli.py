@@ -173,7 +173,7 @@ def test_bench_times_training_steps_of_a_paradigm_on_a_tokenizers_codes(capsys):
     rc, _, err = run(capsys, "bench", "--train", "raster", "--tokenizer", tok, "--preset", "tiny")
     assert rc == 2 and "a raster generator models a vq tokenizer, this one is msvq" in err
     rc, _, err = run(capsys, "bench", "--train", "scale", "--tokenizer", tok, "--preset", "huge")
-    assert rc == 2 and "no scale generator at preset 'huge'" in err
+    assert rc == 2 and "preset must be one of ['tiny', 'small', 'arena'], got 'huge'" in err
     rc, _, err = run(capsys, "bench", "--train", "scale")
     assert rc == 2 and "--train needs --tokenizer FOLDER" in err
 

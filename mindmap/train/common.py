@@ -222,14 +222,14 @@ class Trainer:
         self.model.train()
         bar = tqdm(range(self.step, self.steps), initial=self.step, total=self.steps, desc=desc,
                    disable=not self.is_main)
-        t0 = time.time()
         with stop_requests(self.accelerator.num_processes == 1) as stop:
-            self._steps(bar, loss_fn, every, t0, stop)
+            self._steps(bar, loss_fn, every, stop)
         self.model.eval()
         self.accelerator.wait_for_everyone()
         return self.seconds
 
-    def _steps(self, bar, loss_fn, every, t0: float, stop: StopRequest):
+    def _steps(self, bar, loss_fn, every, stop: StopRequest):
+        t0 = time.time()
         for step in bar:
             with self.accelerator.autocast():
                 loss, logs = loss_fn(step)

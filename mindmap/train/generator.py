@@ -152,14 +152,8 @@ def train_generator(out: Path, tokenizer: Path, paradigm: str = "raster", steps:
     processes, seconds): `steps` set by `calibrated_steps` for a suite phase sharing one device. `curve_every`:
     the held-out loss every so many steps (the learning curve, `heldout.csv` beside the losses; 0: off).
     `compile`: the training forward passes through `torch.compile` (`Trainer`)."""
-    spec = paradigms.get(paradigm)
+    spec = trainable(paradigm, preset)
     recipe = spec.recipe
-    if recipe is None:
-        trainable = ", ".join(p.name for p in paradigms.PARADIGMS.values() if p.recipe)
-        raise ValueError(f"paradigm must be one of {trainable} (a {paradigm} model is composed, not trained), "
-                         f"got {paradigm!r}")
-    if preset not in recipe.presets:
-        raise ValueError(f"preset must be one of {list(recipe.presets)}, got {preset!r}")
     if conditioning not in ("class", "text") or (conditioning == "text" and not spec.text):
         texts = ", ".join(p.name for p in paradigms.PARADIGMS.values() if p.text and p.recipe)
         raise ValueError(f"conditioning must be 'class' (any paradigm) or 'text' ({texts}), got "
@@ -167,9 +161,7 @@ def train_generator(out: Path, tokenizer: Path, paradigm: str = "raster", steps:
     if tokenizer is None:
         raise ValueError("--tokenizer is required: the tokenizer checkpoint folder the generator models")
     out, tok_dir = Path(out), Path(tokenizer)
-    kind = read_manifest(tok_dir).get("tokenizer", "vq")
-    if kind != spec.tokenizer:
-        raise ValueError(f"{tok_dir}: a {paradigm} generator models a {spec.tokenizer} tokenizer, this one is {kind}")
+    modelled_kind(spec, tok_dir)
     device = torch.device("cuda" if torch.cuda.is_available() and not cpu else "cpu")
     tok, data, views, labels = load_codes(tok_dir, flip, recipe.encode, styles, device)
     style_condition = style_condition and conditioning == "class" and len(data.styles) > 1
@@ -228,6 +220,26 @@ def train_generator(out: Path, tokenizer: Path, paradigm: str = "raster", steps:
     return metrics
 
 
+def trainable(paradigm: str, preset: str):
+    """The descriptor of `paradigm`, checked to have a training recipe with the size preset `preset`."""
+    spec = paradigms.get(paradigm)
+    if spec.recipe is None:
+        names = ", ".join(p.name for p in paradigms.PARADIGMS.values() if p.recipe)
+        raise ValueError(f"paradigm must be one of {names} (a {paradigm} model is composed, not trained), "
+                         f"got {paradigm!r}")
+    if preset not in spec.recipe.presets:
+        raise ValueError(f"preset must be one of {list(spec.recipe.presets)}, got {preset!r}")
+    return spec
+
+
+def modelled_kind(spec, tok_dir: Path) -> str:
+    """The kind of the tokenizer in `tok_dir`, checked to be the one `spec`'s generators model."""
+    kind = read_manifest(tok_dir).get("tokenizer", "vq")
+    if kind != spec.tokenizer:
+        raise ValueError(f"{tok_dir}: a {spec.name} generator models a {spec.tokenizer} tokenizer, this one is {kind}")
+    return kind
+
+
 def new_generator(spec, tok, data, preset: str, dropout: float = 0.1, conditioning: str = "class",
                   style_condition: bool = True):
     """A freshly initialised generator of paradigm `spec` at `preset`, over `tok`'s codes and `data`'s classes (and
@@ -246,23 +258,19 @@ def train_step_seconds(paradigm: str, tokenizer: Path, preset: str = "arena", ba
     """The seconds of each of `steps` training steps (after `warmup`) of a fresh class-conditioned `paradigm`
     generator at `preset`, on `tokenizer`'s codes of `batch` training emoji in every style, as `train generator`
     trains it (the style condition, its dropout, the same loss); `compile`: through torch.compile."""
-    spec = paradigms.get(paradigm)
-    if spec.recipe is None or preset not in spec.recipe.presets:
-        raise ValueError(f"no {paradigm} generator at preset {preset!r} to train")
+    spec = trainable(paradigm, preset)
     tok_dir = Path(tokenizer)
-    kind = read_manifest(tok_dir).get("tokenizer", "vq")
-    if kind != spec.tokenizer:
-        raise ValueError(f"{tok_dir}: a {paradigm} generator models a {spec.tokenizer} tokenizer, this one is {kind}")
+    kind = modelled_kind(spec, tok_dir)
     device = torch.device("cuda" if torch.cuda.is_available() and not cpu else "cpu")
     tok = load_component(tok_dir, "tokenizer", TOKENIZERS[kind]).to(device)
     data = load_emoji(tok.image_size)
     rows = torch.from_numpy(data.indices("train"))[:batch]
     with torch.no_grad():
         codes = spec.recipe.encode(tok, data.tensor(rows.numpy()).to(device))
+    styled = len(data.styles) > 1
     torch.manual_seed(seed)
-    model = new_generator(spec, tok, data, preset, style_condition=len(data.styles) > 1)
-    conds = ClassConditions(torch.from_numpy(data.labels), model,
-                            torch.from_numpy(data.style_ids) if len(data.styles) > 1 else None)
+    model = new_generator(spec, tok, data, preset, style_condition=styled)
+    conds = ClassConditions(torch.from_numpy(data.labels), model, torch.from_numpy(data.style_ids) if styled else None)
     g = torch.Generator().manual_seed(seed)
     times = []
     time_steps(model, lambda m, *_: spec.recipe.loss(m, codes, conds.train(rows, g).to(device), g), device,
