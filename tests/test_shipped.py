@@ -24,7 +24,7 @@ USAGE_FLOOR = 0.80
 GENERATORS = [m.name for m in list_models()]
 # The suite's jobs at the arena budget that have run on this CPU (the hybrid composed of two of them).
 ARENA = ["raster-arena-emoji32", "masked-arena-emoji32", "hybrid-arena-emoji32", "dnd-arena-emoji32",
-         "mq-stack-arena-emoji32", "var-arena-emoji32"]
+         "mq-stack-arena-emoji32", "var-arena-emoji32", "mar-arena-emoji32"]
 # The style agreement their samples must beat; chance is 1/6. `eval` measured on 1089 samples (README), at each
 # model's defaults: raster 0.81, masked 0.76, hybrid 0.75, DnD 0.80, MQ-Stack 0.65 (mask ratio 0.5; its tokenizer's
 # ceiling 0.76), VAR 0.75; on the test's 48: 0.77, 0.71, 0.77, 0.81, 0.69, 0.69.
@@ -69,7 +69,8 @@ def test_tokenizer_heldout_psnr_and_codebook_usage(heldout, name):
                                           ("masked-arena-emoji32", "vq-arena-emoji32"),
                                           ("dnd-arena-emoji32", "rq-arena-emoji32"),
                                           ("mq-stack-arena-emoji32", "mq-arena-emoji32"),
-                                          ("var-arena-emoji32", "msvq-arena-emoji32")])
+                                          ("var-arena-emoji32", "msvq-arena-emoji32"),
+                                          ("mar-arena-emoji32", "kl-arena-emoji32")])
 def test_a_generator_carries_the_tokenizer_it_names(name, source):
     tokenizer = load_tokenizer(source)                      # the class comes from the source's manifest
     a = tokenizer.state_dict()
