@@ -162,7 +162,7 @@ def _eval(args):
         raise ValueError("--tune needs --model NAME and one --sweep CONTROL=V1,V2,... of a single control")
     if args.all:
         rows = run.eval_all(n=args.n, seed=args.seed, root=args.root, styles=_styles(args.styles),
-                            sweeps=not args.defaults_only)
+                            sweeps=not args.defaults_only, pattern=args.all)
     elif args.model:
         given = sampling_values(args)
         rows = [run.eval_generator(args.model, n=args.n, seed=args.seed, root=args.root, controls={**given, **v},
@@ -175,17 +175,11 @@ def _eval(args):
         print(json.dumps({"defaults": report.write_tuned_default(rows, next(iter(rows[0]["controls"])), command,
                                                                  args.root)}), file=sys.stderr)
     if args.write:
-        report.update_cards(rows, command, args.root)
+        partial = args.all and (args.all != "*" or args.defaults_only or _styles(args.styles) is not None)
+        if not partial:   # the cards keep each model's full evaluation; a partial --all run writes the README only
+            report.update_cards(rows, command, args.root)
         if args.all:
-            report.write_section(args.write, "RESULTS", f"Measured by `{command}` ({rows[0]['n']} samples per row, "
-                                 f"spread evenly over the 99 classes):\n\n{table}\n\n{report.reference_note(rows)}")
-            report.plot_quality_speed(rows, Path(args.write).parent / "assets" / "quality_speed.png")
-            if any("tokenizer_psnr" in r for r in rows):
-                report.write_section(args.write, "MQ", f"Measured by `{command}` (the same rows as above):\n\n"
-                                     + report.mq_table(rows))
-            if any("retrieval_top1" in r for r in rows):
-                report.write_section(args.write, "TEXT", f"Measured by `{command}` (one image per held-out emoji, "
-                                     "prompted with its name):\n\n" + report.text_table(rows))
+            report.write_results(args.write, rows, command, sweeps=not args.defaults_only)
     print(f"{table}\n\n{report.reference_note(rows)}" if args.markdown else
           json.dumps(rows[0] if len(rows) == 1 else rows))
 
@@ -363,7 +357,8 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     _dtype_flag(e)
     e.add_argument("--model", help="a generator to sample and score")
     e.add_argument("--tokenizer", help="a tokenizer folder under checkpoints/ (or `all`) to score on held-out emoji")
-    e.add_argument("--all", action="store_true", help="every generator")
+    e.add_argument("--all", nargs="?", const="*", metavar="PATTERN", help="every generator, or those whose name "
+                   "matches PATTERN (e.g. '*-arena-*')")
     e.add_argument("--defaults-only", action="store_true", help="with --all: each model at its defaults, no sweeps")
     e.add_argument("--styles", default="all", help="score against these styles' held-out emoji only (comma-"
                    "separated; a model with a style condition draws in them; a tokenizer may be scored on styles it never "
@@ -378,7 +373,8 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     e.add_argument("--tune", action="store_true", help="with --model and --sweep: make the value with the lowest "
                    "FD-emoji the model's default (its manifest and card say so)")
     e.add_argument("--write", type=Path, help="put the results in this README (between its markers), the model "
-                   "cards and assets/quality_speed.png")
+                   "cards and assets/quality_speed.png; --all with --defaults-only or --styles leaves the cards (and "
+                   "the mask-ratio table, without its sweep) as their full evaluations wrote them")
     e.set_defaults(func=_eval)
 
     f = sub.add_parser("figures", help="the README's pictures: model comparison, decoding GIFs, importance maps, "

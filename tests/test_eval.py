@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from mindmap.data import STYLES
 from mindmap.eval.classifier import EmojiClassifier, augment
 from mindmap.eval.metrics import (codebook_stats, fd_interval, frechet_distance, kernel_distance, nearest_distances,
                                   precision_recall, psnr, ssim)
@@ -143,6 +144,26 @@ def test_generator_table_shows_intervals_kid_and_the_real_reference():
     assert "| 28.49 | — | 30.00 / — |" in lines[3]                   # a row measured before KID and intervals
     assert "FD-emoji 12.50 and KID x 10^3 -0.10 ± 0.40" in reference_note([old, row])
     assert reference_note([old]) == ""
+
+
+def test_the_table_names_each_budget_and_the_reference_of_each_style_set():
+    from mindmap.eval.report import generator_table, reference_note, scored_on
+    base = {"model": "m", "paradigm": "raster", "params": 5.9e6, "tokens": 64, "network_calls": 64,
+            "seconds_per_image": 0.04, "fd_emoji": 20.0, "fd_emoji_train": 16.8, "class_top1": 0.2, "class_top5": 0.4,
+            "precision": 0.7, "recall": 0.7, "memorized": 0.8, "fd_emoji_real": 3.2, "kid_real": 0.0, "kid_real_std": 0.002}
+    arena = base | {"samples_seen": [320000], "styles": list(STYLES)}
+    hybrid = base | {"samples_seen": [160000, 144000], "styles": ["twitter", "google"], "fd_emoji_real": 8.86}
+    lines = generator_table([arena, hybrid, base | {"samples_seen": None}]).splitlines()
+    assert lines[0].startswith("| model | paradigm | params | training images seen | tokens |")
+    assert lines[2].startswith("| m | raster | 5.9M | 320k | 64 |") and "| 160k + 144k | 64 |" in lines[3]
+    assert "| 5.9M | — | 64 |" in lines[4]                                   # a budget never recorded
+    assert scored_on([arena, arena]) == "scored against the held-out emoji of all 6 styles"
+    assert scored_on([hybrid]) == "scored against the held-out emoji of twitter, google"
+    assert scored_on([arena, hybrid]) == "each model scored against the held-out emoji of the styles it learnt"
+    both = reference_note([arena, hybrid, arena])        # one reference per style set, never one for all
+    assert both.startswith("On all 6 styles: held-out emoji") and "FD-emoji 3.20" in both
+    assert "; On twitter, google: held-out emoji" in both and "FD-emoji 8.86" in both
+    assert reference_note([hybrid]).startswith("Reference: held-out emoji") and "8.86" in reference_note([hybrid])
 
 
 def test_a_tokenizer_may_be_scored_on_styles_it_never_learnt_a_generator_may_not():

@@ -59,6 +59,8 @@ def test_tokenizer_heldout_psnr_and_codebook_usage(heldout, name):
     tokenizer = load_tokenizer(name)
     m = tokenizer_metrics(tokenizer, images[::3])
     assert m["images"] == len(images[::3]) > 200 and m["psnr"] > PSNR_FLOORS[name]
+    # the eval's finest reconstruction (one decode) is the last preview row, bit for bit
+    assert torch.equal(tokenizer.finest(images[:32]), tokenizer.previews(images[:32])[-1][1])
     if hasattr(tokenizer, "vocab_size"):
         usage = codebook_stats(tokenizer_codes(tokenizer, images), tokenizer.vocab_size)["codebook_usage"]
         assert usage >= USAGE_FLOOR
@@ -166,6 +168,7 @@ def test_eval_cli_on_the_shipped_models(capsys):
         return json.loads(out)
     row = cli_json("eval", "--model", "masked-emoji32", "--n", 40, "--json")
     assert EVAL_KEYS <= set(row) and row["n"] == 40 and row["network_calls"] == 8
+    assert row["samples_seen"] == [144000]                        # 2,250 steps x 64 (its card's command)
     assert row["fd_emoji"] > row["fd_emoji_train"] > 0 and row["kid"] > row["kid_real"]
     low, high = row["fd_emoji_interval"]
     assert low < row["fd_emoji"] < high and row["kid_std"] > 0
@@ -175,3 +178,24 @@ def test_eval_cli_on_the_shipped_models(capsys):
     tok = cli_json("eval", "--tokenizer", "vq-emoji32")
     assert tok["psnr"] == pytest.approx(read_manifest(ROOT / "vq-emoji32")["metrics"]["psnr"], abs=1e-3)
     assert 0 < tok["ssim"] <= 1 and tok["rfd_emoji"] > 0 and 0.5 < tok["style_top1_ceiling"] <= 1
+
+
+def test_a_partial_eval_all_writes_the_readme_and_leaves_the_cards(tmp_path, capsys):
+    """`eval --all PATTERN --defaults-only --styles ... --write`: the matching models in one table, scored on the
+    same held-out emoji, each row with its training budget; the cards keep their full evaluations."""
+    import shutil
+    for name in ("classifier-emoji32", "var-arena-emoji32"):
+        shutil.copytree(ROOT / name, tmp_path / name)
+    card = (tmp_path / "var-arena-emoji32" / "README.md").read_text()
+    readme = tmp_path / "README.md"
+    readme.write_text("# r\n<!-- RESULTS -->\nold\n<!-- /RESULTS -->\n<!-- MQ -->\nkept\n<!-- /MQ -->\n")
+    rc, _, err = run(capsys, "eval", "--all", "var-*", "--defaults-only", "--styles", "twitter,google", "--n", 20,
+                     "--root", tmp_path, "--write", readme)
+    assert rc == 0, err
+    text = readme.read_text()
+    assert "scored against the held-out emoji of twitter, google" in text and "\nold\n" not in text
+    assert [line.split(" | ")[3] for line in text.splitlines() if line.startswith("| var")] == ["320k"]
+    assert "\nkept\n" in text and (tmp_path / "assets" / "quality_speed.png").stat().st_size > 0
+    assert (tmp_path / "var-arena-emoji32" / "README.md").read_text() == card
+    rc, _, err = run(capsys, "eval", "--all", "raster-*", "--root", tmp_path)
+    assert rc == 2 and "--all raster-*: no generator's name matches" in err

@@ -51,19 +51,39 @@ def train_fd(r: dict) -> float:
     return r["fd_emoji_train"] if "fd_emoji_train" in r else r["fd_emoji_floor"]
 
 
+def styles_label(styles: list[str]) -> str:
+    return f"all {len(STYLES)} styles" if set(styles) == set(STYLES) else ", ".join(styles)
+
+
+def scored_on(rows: list[dict]) -> str:
+    """Which held-out emoji the rows are scored against: one style set for all, or each model's own."""
+    sets = {tuple(r.get("styles") or ()) for r in rows}
+    if len(sets) == 1 and () not in sets:
+        return f"scored against the held-out emoji of {styles_label(rows[0]['styles'])}"
+    return "each model scored against the held-out emoji of the styles it learnt"
+
+
 def reference_note(rows: list[dict]) -> str:
     """What two samples of the real held-out law score against each other (disjoint random halves): the level
-    below which no model can be told from real emoji by these metrics."""
-    r = next((r for r in rows if "fd_emoji_real" in r), None)
-    if r is None:
+    below which no model can be told from real emoji by these metrics; one line per scored style set."""
+    firsts: dict[tuple, dict] = {}
+    for r in rows:
+        if "fd_emoji_real" in r:
+            firsts.setdefault(tuple(r.get("styles") or ()), r)
+    if not firsts:
         return ""
-    return (f"Reference: held-out emoji against held-out emoji (two disjoint random halves) score FD-emoji "
-            f"{r['fd_emoji_real']:.2f} and KID x 10^3 {_kid(r, '_real')}; FD grows as samples shrink, KID does not.")
+    lines = [(f"On {styles_label(list(key))}: held-out" if len(firsts) > 1 and key else "Reference: held-out")
+             + f" emoji against held-out emoji (two disjoint random halves) score FD-emoji {r['fd_emoji_real']:.2f} "
+             f"and KID x 10^3 {_kid(r, '_real')}" for key, r in firsts.items()]
+    return "; ".join(lines) + "; FD grows as samples shrink, KID does not."
 
 
 GENERATOR_COLUMNS = [
     ("model", lambda r: r["model"]), ("paradigm", lambda r: r["paradigm"]),
-    ("params", lambda r: f"{r['params'] / 1e6:.1f}M"), ("tokens", lambda r: str(r["tokens"])),
+    ("params", lambda r: f"{r['params'] / 1e6:.1f}M"),
+    ("training images seen", lambda r: " + ".join(f"{n / 1e3:,.0f}k" for n in r["samples_seen"])
+     if r.get("samples_seen") else "—"),
+    ("tokens", lambda r: str(r["tokens"])),
     ("network calls", lambda r: str(r["network_calls"])), ("s/image (CPU)", lambda r: f"{r['seconds_per_image']:.3f}"),
     ("FD-emoji [95% interval]", lambda r: f"{r['fd_emoji']:.2f}" + (
         " [{:.2f}, {:.2f}]".format(*r["fd_emoji_interval"]) if "fd_emoji_interval" in r else "")),
@@ -84,7 +104,7 @@ TEXT_COLUMNS = [
 ]
 TOKENIZER_COLUMNS = [
     ("tokenizer", lambda r: r["tokenizer"]), ("kind", lambda r: r["kind"]), ("tokens", lambda r: str(r["tokens"])),
-    ("held-out styles", lambda r: f"all {len(STYLES)}" if set(r["styles"]) == set(STYLES) else ", ".join(r["styles"])),
+    ("held-out styles", lambda r: styles_label(r["styles"]).removesuffix(" styles")),
     ("held-out PSNR (dB)", lambda r: f"{r['psnr']:.2f}"),
     ("PSNR by level (dB)", lambda r: " · ".join(f"{k} {v:.1f}" for k, v in r["psnr_by_preview"].items())
      if "psnr_by_preview" in r else "—"),
@@ -142,6 +162,19 @@ def update_cards(rows: list[dict], command: str, root: Path | None = None):
         manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
 
 
+def write_results(readme: Path, rows: list[dict], command: str, sweeps: bool = True):
+    """`eval --all --write README`: the generator table (and the reference) in its RESULTS section, the text
+    models' in TEXT, the mask-ratio trade-off in MQ (only from a run with the sweeps), and the quality/speed plot."""
+    write_section(readme, "RESULTS", f"Measured by `{command}` ({rows[0]['n']} samples per row, spread evenly over "
+                  f"the 99 classes, {scored_on(rows)}):\n\n{generator_table(rows)}\n\n{reference_note(rows)}")
+    plot_quality_speed(rows, Path(readme).parent / "assets" / "quality_speed.png")
+    if sweeps and any("tokenizer_psnr" in r for r in rows):
+        write_section(readme, "MQ", f"Measured by `{command}` (the same rows as above):\n\n" + mq_table(rows))
+    if any("retrieval_top1" in r for r in rows):
+        write_section(readme, "TEXT", f"Measured by `{command}` (one image per held-out emoji, prompted with its "
+                      "name):\n\n" + text_table(rows))
+
+
 TUNE_HEADING = "## Defaults"
 
 
@@ -175,8 +208,9 @@ def plot_quality_speed(rows: list[dict], path: Path):
     for r in rows:
         first = r["paradigm"] not in colours
         colour = colours.setdefault(r["paradigm"], f"C{len(colours)}")
-        ax.scatter(r["seconds_per_image"], r["fd_emoji"], color=colour, s=40, zorder=3,
-                   label=r["paradigm"] if first else None)
+        styled = "style_top1" in r        # a model with the style condition (the arena's): filled, else hollow
+        ax.scatter(r["seconds_per_image"], r["fd_emoji"], s=40, zorder=3, label=r["paradigm"] if first else None,
+                   color=colour if styled else "white", edgecolors=colour, linewidths=1.5)
         if "fd_emoji_interval" in r:
             low, high = r["fd_emoji_interval"]
             ax.errorbar(r["seconds_per_image"], r["fd_emoji"], yerr=[[r["fd_emoji"] - low], [high - r["fd_emoji"]]],
@@ -191,6 +225,9 @@ def plot_quality_speed(rows: list[dict], path: Path):
                             (f"training images, {what}", train_fd(r))))
     for i, (what, level) in enumerate(sorted(levels.items())):
         ax.axhline(level, color="grey", ls="--" if i == 0 else ":", lw=1, label=f"{what} ({level:.1f})")
+    if len({"style_top1" in r for r in rows}) == 2:
+        for styled, what in ((True, "filled: with a style condition (arena)"), (False, "hollow: without")):
+            ax.scatter([], [], s=40, color="grey" if styled else "white", edgecolors="grey", label=what)
     ax.set_xscale("log")
     lo, hi = min(r["seconds_per_image"] for r in rows), max(r["seconds_per_image"] for r in rows)
     left, right = lo / 1.3, hi * 2.2                 # room for the right-most label
@@ -203,6 +240,7 @@ def plot_quality_speed(rows: list[dict], path: Path):
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
 

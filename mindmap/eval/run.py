@@ -1,6 +1,7 @@
 """`mindmap eval`: measured quality of a generator or a tokenizer, in the emoji classifier's features."""
 from __future__ import annotations
 
+import fnmatch
 import importlib.util
 import logging
 import time
@@ -157,7 +158,7 @@ def style_agreement(clf, fake: torch.Tensor, style_ids: torch.Tensor | None, sty
 def reconstruct(tok, images: torch.Tensor, batch: int = 256) -> torch.Tensor:
     """The tokenizer's finest reconstruction (its last preview row) of `images`, on the CPU."""
     device = next(tok.parameters()).device
-    return torch.cat([tok.previews(x.to(device))[-1][1].float().cpu() for x in images.split(batch)])
+    return torch.cat([tok.finest(x.to(device)).float().cpu() for x in images.split(batch)])
 
 
 def style_ceiling(clf, tok, data, held: torch.Tensor) -> dict:
@@ -186,15 +187,28 @@ def heldout_loss_row(pipe, data, held: torch.Tensor) -> dict:
             "heldout_loss_metric": recipe.metric}
 
 
+def samples_seen(manifest: dict, root: Path | None = None) -> list[int] | None:
+    """A generator's training budget: training images seen (steps x batch) by each network it runs, from its
+    manifest, or from its parts' (a composed model, e.g. the hybrid: one entry per part); None where not recorded."""
+    parts = manifest.get("parts") or {}
+    seen = [read_manifest(Path(root or default_root()) / n).get("metrics", {}).get("samples_seen")
+            for n in parts.values()] if parts else [manifest.get("metrics", {}).get("samples_seen")]
+    return None if None in seen else seen
+
+
 def variant_name(name: str, controls: dict) -> str:
     return name + "".join(f" {k}={v}" for k, v in controls.items())
 
 
 def eval_all(n: int = 990, seed: int = 0, root: Path | None = None, styles: list[str] | None = None,
-             sweeps: bool = True) -> list[dict]:
-    """Every generator at its defaults, and (`sweeps`) at its paradigm's sweep (e.g. masked at 4, 8, 16 steps)."""
+             sweeps: bool = True, pattern: str = "*") -> list[dict]:
+    """Every generator (whose name matches the glob `pattern`) at its defaults, and (`sweeps`) at its paradigm's
+    sweep (e.g. masked at 4, 8, 16 steps)."""
+    models = [m for m in list_models(root) if fnmatch.fnmatchcase(m.name, pattern)]
+    if not models:
+        raise ValueError(f"--all {pattern}: no generator's name matches (`python -m mindmap models` lists them)")
     rows = []
-    for m in list_models(root):
+    for m in models:
         for controls in (paradigms.get(m.manifest["paradigm"]).sweep if sweeps else ()) or ({},):
             rows.append(eval_generator(m.name, n=n, seed=seed, root=root, controls=controls, styles=styles))
     return rows
@@ -247,6 +261,7 @@ def eval_generator(name: str, n: int = 990, seed: int = 0, root: Path | None = N
             "controls": controls, "styles": scored,
             "conditioning": pipe.conditioning, "n": len(fake),
             "params": sum(p.numel() for role, part in pipe.parts.items() if role != "tokenizer" for p in part.parameters()),
+            "samples_seen": samples_seen(pipe.manifest, root),
             "tokens": pipe.paradigm.codes_per_image(last),
             **distances(f_fake, f_held, seed), **distances(f_train, f_held, seed, "_train"),
             **distances(*(f_held[h] for h in halves), seed, "_real"),

@@ -92,6 +92,11 @@ class GridTokenizer:
             raise ValueError(f"images must be (B, 3, {s}, {s}) in [-1, 1], got {tuple(images.shape)}")
 
     @torch.no_grad()
+    def finest(self, images: torch.Tensor) -> torch.Tensor:
+        """The finest reconstruction of `images`: the last of `previews` (every depth or scale: the full code)."""
+        return self.previews(images)[-1][1]
+
+    @torch.no_grad()
     def decode_progress(self, codes, known: torch.Tensor) -> torch.Tensor:
         """The picture while sampling: a plain decode once every cell is known (known (B, grid, grid)), else partial."""
         return self.decode_codes(codes) if bool(known.all()) else self.decode_partial(codes, known)
@@ -99,6 +104,11 @@ class GridTokenizer:
 
 class ConvTokenizer(GridTokenizer, ModelMixin, ConfigMixin):
     """Images in [-1, 1] <-> vectors on a (grid x grid) map; subclasses quantize the vectors."""
+
+    @torch.no_grad()
+    def finest(self, images: torch.Tensor) -> torch.Tensor:
+        """Every code decoded at once: the last preview (every depth or scale), without decoding the coarser ones."""
+        return self.decode(self.encode(images))
 
     def _build(self, block_out_channels: tuple, layers_per_block: int, latent_channels: int, norm_num_groups: int,
                code_dim: int, lowest_attention: bool = False, quant_kernel: int = 1, mid_attention: bool = True):

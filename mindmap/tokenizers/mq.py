@@ -20,7 +20,7 @@ import torch.nn as nn
 from diffusers.configuration_utils import register_to_config
 
 from ..nn import Block, rope_2d
-from .base import CodebookQuantizer, ConvTokenizer
+from .base import CodebookQuantizer, ConvTokenizer, GridTokenizer
 
 __all__ = ["EuclideanQuantizer", "MQTokenizer", "keep_top"]
 
@@ -73,6 +73,7 @@ class DeMask(nn.Module):
 
 class MQTokenizer(ConvTokenizer):
     """Images in [-1, 1] <-> a (grid x grid) map of codes, -1 where the cell was masked out."""
+    finest = GridTokenizer.finest      # its last preview: the lowest mask ratio it takes, not encode's default
 
     @register_to_config
     def __init__(self, image_size: int = 32, block_out_channels: tuple = (32, 64, 64), layers_per_block: int = 1,
