@@ -373,8 +373,8 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     e.add_argument("--tune", action="store_true", help="with --model and --sweep: make the value with the lowest "
                    "FD-emoji the model's default (its manifest and card say so)")
     e.add_argument("--write", type=Path, help="put the results in this README (between its markers), the model "
-                   "cards and assets/quality_speed.png; --all with --defaults-only or --styles leaves the cards (and "
-                   "the mask-ratio table, without its sweep) as their full evaluations wrote them")
+                   "cards and assets/quality_speed.png; a partial --all (a PATTERN, --defaults-only or --styles) leaves the "
+                   "cards (and, without its sweep, the mask-ratio table) as their full evaluations wrote them")
     e.set_defaults(func=_eval)
 
     f = sub.add_parser("figures", help="the README's pictures: model comparison, decoding GIFs, importance maps, "
